@@ -1,0 +1,118 @@
+"""The event stream: every state change of every run is one immutable event.
+
+The engine emits; everything else subscribes.  The live
+:class:`~yukkuri_nb.core.state.WorkflowExecutionState`, the progress callback,
+the history recorder, the dashboard and the run store all consume the same
+events, so they can never disagree about what happened.
+
+Dispatch is re-entrant-safe: an observer that causes another event (a progress
+callback calling ``pause_workflow``) does not recurse; the new event is queued
+and delivered after the current one has reached every observer, so every
+observer sees events in ``seq`` order.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+__all__ = ["Event", "EventKind", "EventBus", "Observer"]
+
+log = logging.getLogger("yukkuri_nb.engine")
+
+
+class EventKind(str, enum.Enum):
+    """What happened.  Values are stable strings (stored in run stores and frames)."""
+
+    RUN_STARTED = "run_started"
+    RUN_FINISHED = "run_finished"
+    STEP_QUEUED = "step_queued"
+    STEP_STARTED = "step_started"
+    STEP_PROGRESS = "step_progress"
+    STEP_RETRYING = "step_retrying"
+    STEP_COMPLETED = "step_completed"
+    STEP_FAILED = "step_failed"
+    STEP_SKIPPED = "step_skipped"
+    STEP_CANCELLED = "step_cancelled"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    CANCEL_REQUESTED = "cancel_requested"
+    LIMITS_CHANGED = "limits_changed"
+    LOG = "log"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One state change.
+
+    ``seq`` increases by one per event of an engine; ``time`` is the engine
+    clock's monotonic seconds.  ``step`` is ``None`` for run-level events.
+    ``project_id`` is ``None`` for engine-level events (``limits_changed``).
+    """
+
+    seq: int
+    time: float
+    kind: EventKind
+    project_id: str | None
+    workflow_name: str | None
+    step: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "time": self.time,
+            "kind": self.kind.value,
+            "project_id": self.project_id,
+            "workflow_name": self.workflow_name,
+            "step": self.step,
+            "data": self.data,
+        }
+
+
+Observer = Callable[[Event], Any]
+
+
+class EventBus:
+    """Delivers events to observers in order; observer errors are logged, counted, never raised."""
+
+    __slots__ = ("_observers", "_queue", "_dispatching", "errors")
+
+    def __init__(self) -> None:
+        self._observers: list[Observer] = []
+        self._queue: deque[Event] = deque()
+        self._dispatching = False
+        self.errors = 0
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """Call ``observer(event)`` for every later event; returns an unsubscribe function."""
+        self._observers = [*self._observers, observer]
+
+        def unsubscribe() -> None:
+            self._observers = [o for o in self._observers if o is not observer]
+
+        return unsubscribe
+
+    def emit(self, event: Event) -> None:
+        self._queue.append(event)
+        if self._dispatching:
+            return
+        self._dispatching = True
+        try:
+            queue = self._queue
+            while queue:
+                ev = queue.popleft()
+                for observer in self._observers:
+                    try:
+                        observer(ev)
+                    except Exception:  # an observer must never break the run
+                        self.errors += 1
+                        log.exception("event observer %r failed on %s", observer, ev.kind.value)
+        finally:
+            self._dispatching = False

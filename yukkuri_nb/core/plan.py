@@ -1,0 +1,209 @@
+"""Execution plans: phases, predicted makespan, pool requirements.
+
+:func:`simulate_schedule` replays the engine's scheduling policy
+(:mod:`~yukkuri_nb.core.scheduler`) on estimated durations, without asyncio,
+to predict when each step would start and end under a concurrency limit and
+pool capacities.  ``plan_execution`` uses it for ``estimated_total_time``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from .scheduler import ReadyQueue
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .graph import WorkflowGraph
+    from .state import WorkflowExecutionState
+
+__all__ = ["WorkflowExecutionPlan", "simulate_schedule", "ScheduledStep"]
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledStep:
+    """One step of a simulated schedule."""
+
+    name: str
+    start: float
+    end: float
+    slot: int
+    project: int = 0
+
+
+@dataclass
+class WorkflowExecutionPlan:
+    """How a workflow will run: its phases, predicted makespan and pool needs.
+
+    ``phases[i]`` lists steps that can run in parallel (topological levels);
+    ``estimated_total_time`` is the makespan predicted under the engine's
+    concurrency and pool limits.  The seed builds plans by keyword with the
+    first six fields; the rest are filled in by ``plan_execution``.
+    """
+
+    project_id: str
+    workflow_name: str
+    phases: list[list[str]]
+    total_phases: int
+    estimated_total_time: float
+    resource_requirements: dict[str, set[str]]
+    critical_path: list[str] = field(default_factory=list)
+    critical_path_time: float = 0.0
+    total_work: float = 0.0
+    max_concurrent_steps: int | None = None
+    pool_capacities: dict[str, int] = field(default_factory=dict)
+    schedule: list[ScheduledStep] = field(default_factory=list)
+    graph: "WorkflowGraph | None" = field(default=None, repr=False, compare=False)
+
+    def get_phase_steps(self, phase_index: int) -> list[str]:
+        """Steps of phase ``phase_index`` (0-based); raises ``IndexError`` naming the valid range."""
+        if not 0 <= phase_index < len(self.phases):
+            raise IndexError(
+                f"plan of {self.workflow_name!r} has phases 0..{len(self.phases) - 1}, not {phase_index}"
+            )
+        return list(self.phases[phase_index])
+
+    def get_step_phase(self, step_name: str) -> int:
+        """Phase index (0-based) of ``step_name``; raises ``KeyError`` if the step is not in the plan."""
+        for i, phase in enumerate(self.phases):
+            if step_name in phase:
+                return i
+        raise KeyError(f"step {step_name!r} is not in the plan of {self.workflow_name!r}")
+
+    @property
+    def lower_bound(self) -> float:
+        """No schedule can beat this: max(critical path, work / concurrency, pool work / capacity)."""
+        if self.graph is None:
+            return self.critical_path_time
+        return makespan_lower_bound([self.graph], self.max_concurrent_steps or 1, self.pool_capacities.get, 1)
+
+    def to_graphviz(self, state: "WorkflowExecutionState | None" = None, **kwargs: Any) -> Any:
+        """A ``graphviz.Digraph`` of the plan, coloured by ``state`` if given (needs ``yukkuri_nb.viz``)."""
+        from importlib import import_module
+
+        return import_module("yukkuri_nb.viz.plan").plan_to_graphviz(self, state=state, **kwargs)
+
+    def to_dot(self, state: "WorkflowExecutionState | None" = None, **kwargs: Any) -> str:
+        """The DOT source of :meth:`to_graphviz`."""
+        return self.to_graphviz(state=state, **kwargs).source
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        try:
+            return self.to_graphviz()._repr_mimebundle_(include, exclude)
+        except Exception:
+            return {"text/plain": self.describe()}
+
+    def describe(self) -> str:
+        """A plain-text description (phases, makespan, critical path)."""
+        lines = [
+            f"plan {self.workflow_name!r} for {self.project_id!r}: {self.total_phases} phases, "
+            f"~{self.estimated_total_time:.1f}s"
+        ]
+        for i, phase in enumerate(self.phases):
+            lines.append(f"  phase {i + 1}: {', '.join(phase)}")
+        if self.critical_path:
+            lines.append(f"  critical path: {' -> '.join(self.critical_path)} ({self.critical_path_time:.1f}s)")
+        return "\n".join(lines)
+
+
+def makespan_lower_bound(
+    graphs: Sequence["WorkflowGraph"],
+    max_concurrent_steps: int,
+    capacity: Callable[[str], int | None],
+    default_capacity: int = 1,
+) -> float:
+    """max(longest critical path, total work / concurrency, each pool's work / its capacity)."""
+    chain = max((g.critical_path_length for g in graphs), default=0.0)
+    work = 0.0
+    pool_work: dict[str, float] = {}
+    for g in graphs:
+        for step in g.steps:
+            work += step.estimated_duration
+            for p in step.required_resources:
+                pool_work[p] = pool_work.get(p, 0.0) + step.estimated_duration
+    bound = max(chain, work / max(1, max_concurrent_steps))
+    for p, w in pool_work.items():
+        cap = capacity(p)
+        cap = default_capacity if cap is None else cap
+        if cap > 0:
+            bound = max(bound, w / cap)
+    return bound
+
+
+def simulate_schedule(
+    graphs: Sequence["WorkflowGraph"],
+    max_concurrent_steps: int,
+    capacities: Mapping[str, int] | None = None,
+    *,
+    default_capacity: int = 1,
+    durations: Callable[[int, int], float] | None = None,
+) -> list[ScheduledStep]:
+    """Schedule several runs (one per graph) with the engine's policy on estimated durations.
+
+    ``durations(project, index)`` overrides a step's duration.  Returns one
+    :class:`ScheduledStep` per step, in start order.  Raises ``ValueError``
+    if a pool some step needs has capacity 0 (the run could never finish).
+    """
+    caps = dict(capacities or {})
+    in_use: dict[str, int] = {}
+
+    def cap(p: str) -> int:
+        return caps.get(p, default_capacity)
+
+    for g in graphs:
+        for pools in g.pools:
+            for p in pools:
+                if cap(p) <= 0:
+                    raise ValueError(f"pool {p!r} has capacity 0; a step of {g.name!r} needs it")
+
+    def try_acquire(pools: frozenset[str]) -> bool:
+        if any(in_use.get(p, 0) >= cap(p) for p in pools):
+            return False
+        for p in pools:
+            in_use[p] = in_use.get(p, 0) + 1
+        return True
+
+    ready = ReadyQueue()
+    missing = [[len(ps) for ps in g.parents] for g in graphs]
+
+    def push(r: int, i: int) -> None:
+        g = graphs[r]
+        step = g.steps[i]
+        ready.push((-int(step.priority), -g.rank[i], r, i), g.pools[i])
+
+    for r, g in enumerate(graphs):
+        for i in range(len(g)):
+            if not g.parents[i]:
+                push(r, i)
+    free_slots = list(range(max(1, max_concurrent_steps)))
+    heapq.heapify(free_slots)
+    running: list[tuple[float, int, int, int]] = []  # (end, r, i, slot)
+    out: list[ScheduledStep] = []
+    now = 0.0
+    while True:
+        for entry in list(ready.pop_startable(len(free_slots), try_acquire)):
+            _, _, r, i = entry
+            g = graphs[r]
+            d = durations(r, i) if durations else g.steps[i].estimated_duration
+            slot = heapq.heappop(free_slots)
+            heapq.heappush(running, (now + d, r, i, slot))
+            out.append(ScheduledStep(g.steps[i].name, now, now + d, slot, r))
+        if not running:
+            break
+        end, r, i, slot = heapq.heappop(running)
+        now = end
+        finished = [(r, i, slot)]
+        while running and running[0][0] <= now:
+            _, r2, i2, s2 = heapq.heappop(running)
+            finished.append((r2, i2, s2))
+        for r, i, slot in finished:
+            g = graphs[r]
+            heapq.heappush(free_slots, slot)
+            for p in g.pools[i]:
+                in_use[p] -= 1
+            for c in g.children[i]:
+                missing[r][c] -= 1
+                if missing[r][c] == 0:
+                    push(r, c)
+    return out
