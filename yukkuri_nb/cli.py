@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_make_video_parser(sub)
+    from .runs_cli import add_runs_parser
+
+    add_runs_parser(sub)
     return parser
 
 
