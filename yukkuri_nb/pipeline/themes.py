@@ -6,6 +6,9 @@ Preferences (``initial_input["user_preferences"]``)::
      "target_audience": "初心者",                  # free text, matched against audience tags
      "content_style": "分かりやすい"}               # free text, matched against style tags
 
+Also recognised: ``"avoid_themes": [theme ids]`` (themes already used, e.g. by
+earlier projects of a batch) are chosen only when nothing else fits.
+
 Scoring: a theme must share at least one genre with ``preferred_genres`` (when
 given); it earns 3 points per shared genre, 2 when an audience tag matches and
 1 when a style tag matches (a tag matches when one contains the other, after
@@ -32,6 +35,7 @@ __all__ = ["ThemeBank", "normalise_tag"]
 _GENRE_WEIGHT = 3.0
 _AUDIENCE_WEIGHT = 2.0
 _STYLE_WEIGHT = 1.0
+_AVOID_PENALTY = 100.0
 _JITTER = 0.9  # < 1 point: only ever reorders themes with equal scores
 
 
@@ -142,6 +146,7 @@ class ThemeBank:
                 fix="pass a dict with preferred_genres, target_audience and content_style",
             )
         genres, _, _ = self._read_preferences(preferences)
+        avoid = set(_as_list(preferences.get("avoid_themes"), "user_preferences.avoid_themes"))
         rng = random.Random(0 if seed is None else seed)
         scored: list[tuple[float, float, str]] = []
         for theme in self.themes:
@@ -149,7 +154,8 @@ class ThemeBank:
             jitter = rng.random() * _JITTER  # drawn for every theme: stable across preference changes
             if genres and base == 0.0:
                 continue
-            scored.append((base + jitter, base, theme.id))
+            penalty = _AVOID_PENALTY if theme.id in avoid else 0.0
+            scored.append((base + jitter - penalty, base, theme.id))
         # Sort key ends in the id so the order is total and deterministic.
         scored.sort(key=lambda item: (-item[0], item[2]))
         best = self._by_id[scored[0][2]]

@@ -121,6 +121,15 @@ class OpenJTalkSynthesizer:
             jtalk = self._jtalk_by_digest[readings.digest]
         return jtalk, jtalk is None
 
+    def pronunciation(self, text: str, readings: ReadingDictionary | None = None) -> str:
+        """How ``text`` will be read, in katakana (handy to check the dictionary)."""
+        module = load_pyopenjtalk()
+        dictionary = readings or self.readings
+        jtalk, substitute = self._frontend(dictionary)
+        spoken = dictionary.substitute(text) if substitute else text
+        with _synth_lock:
+            return str(module.g2p(spoken, kana=True, jtalk=jtalk))
+
     def synthesize(
         self,
         text: str,
