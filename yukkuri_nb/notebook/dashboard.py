@@ -33,6 +33,7 @@ shows the same information as text (and says how to install ipywidgets).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import html
 import logging
 from typing import TYPE_CHECKING, Any
@@ -99,10 +100,12 @@ class TextDashboard:
         self.view = RunView(handle.engine, handle.project_id)
 
     def snapshot(self) -> RunSnapshot | None:
+        self.view.catch_up()  # this view does not subscribe: read the history afresh
         return self.view.snapshot()
 
     def text(self) -> str:
-        return self.view.text()
+        snap = self.snapshot()
+        return snap.text() if snap is not None else self.view.text()
 
     def pause(self) -> bool:
         return self.handle.pause()
@@ -114,9 +117,11 @@ class TextDashboard:
         return self.handle.cancel(reason)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        snap = self.view.snapshot()
-        text = snap.text() if snap is not None else self.view.text()
-        return {"text/plain": text, "text/html": snap.html() if snap is not None else html.escape(text)}
+        snap = self.snapshot()
+        if snap is None:
+            text = self.view.text()
+            return {"text/plain": text, "text/html": f"<pre>{html.escape(text)}</pre>"}
+        return {"text/plain": snap.text(), "text/html": snap.html()}
 
     def __repr__(self) -> str:
         return self.text()
@@ -291,11 +296,21 @@ else:
             if self._closed or self._loop.is_closed():
                 return
             self.refresher.mark()
-            self._heartbeat = self._loop.call_later(self.HEARTBEAT, self._beat)
+            self._heartbeat = self._loop.call_later(self.HEARTBEAT, self._beat, context=contextvars.Context())
 
         def _finish(self) -> None:
-            """Final redraw, then stop listening: the final state stays as it is."""
+            """Stop listening, then one final redraw: the final state stays as it is."""
             self._stop()
+            loop = self._loop
+            if loop.is_closed() or not loop.is_running():
+                self._final_redraw()
+            else:
+                # Called from inside the run's last event: redraw once that event
+                # is handled (before anyone awaiting the run resumes), in a fresh
+                # context (see yukkuri_nb.notebook.throttle).
+                loop.call_soon(self._final_redraw, context=contextvars.Context())
+
+        def _final_redraw(self) -> None:
             self.refresher.flush_now()
             if self._plan is not None:
                 self._refresh_plan()
@@ -408,6 +423,10 @@ else:
                 self._plan.refresh(self.handle.state)
 
         # ------------------------------------------------------------ display
+        def refresh(self) -> None:
+            """Redraw now (call on the loop's thread, e.g. from a cell), also after the run ended."""
+            self._flush()
+
         def snapshot(self) -> RunSnapshot | None:
             return self.view.snapshot()
 

@@ -11,6 +11,7 @@ says so.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import html
 import logging
 import shutil
@@ -80,7 +81,7 @@ class PlanRenderer:
             return
         self._in_flight = True
         future = loop.run_in_executor(None, _render_svg, graph)
-        future.add_done_callback(self._done)
+        future.add_done_callback(self._done, context=contextvars.Context())
 
     def _done(self, future: "asyncio.Future[str]") -> None:
         self._in_flight = False

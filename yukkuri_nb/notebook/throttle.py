@@ -6,11 +6,19 @@ at most one call of ``flush`` per ``interval`` seconds of the loop's time,
 always on the loop's thread, and never drops the last change: a mark that
 arrives while a flush is pending is covered by that flush, a mark that
 arrives later schedules the next one.
+
+Flushes run in an empty :class:`contextvars.Context`, not in the context of
+whoever marked (often a step task created by the cell that started the run).
+ipykernel keeps the request a message answers in a context variable and falls
+back to the latest request when it is unset; so a redraw is sent as part of
+the request being handled now, which is what front-ends and ``nbclient``
+(which keeps only the messages of the cell it is executing) expect.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from typing import Callable
 
@@ -54,7 +62,7 @@ class Coalescer:
             if self._handle is not None or self._closed:
                 return
             delay = max(0.0, self._last + self.interval - self.loop.time())
-            self._handle = self.loop.call_later(delay, self._run)
+            self._handle = self.loop.call_later(delay, self._run, context=contextvars.Context())
 
     def _run(self) -> None:
         with self._lock:

@@ -178,8 +178,13 @@ class RunView:
         self._first_start: dict[str, float] = {}
         self._end: dict[str, float] = {}
         self._last_seq = 0
-        for event in engine.events(project_id):
-            self.observe(event)
+        self.catch_up()
+
+    def catch_up(self) -> None:
+        """Replay the events of the run's history not seen yet (for views that do not subscribe)."""
+        for event in self.engine.events(self.project_id):
+            if event.seq > self._last_seq:
+                self.observe(event)
 
     def observe(self, event: Event) -> bool:
         """Take one event into account; True if it concerns this run (or the engine's limits)."""
