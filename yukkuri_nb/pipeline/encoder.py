@@ -11,6 +11,7 @@ ffmpeg's messages go to a temporary log whose tail is quoted on failure.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -21,6 +22,8 @@ from PIL import Image
 from .errors import PipelineEnvironmentError
 
 __all__ = ["ffmpeg_exe", "rgb_to_yuv420p", "FfmpegEncoder"]
+
+_ERROR_WORDS = re.compile(r"error|invalid|unknown|no such|not found|unable|cannot|failed", re.IGNORECASE)
 
 
 def ffmpeg_exe() -> str:
@@ -118,13 +121,19 @@ class FfmpegEncoder:
                 fix="reinstall imageio-ffmpeg (`pip install --force-reinstall imageio-ffmpeg`)",
             ) from exc
 
-    def _log_tail(self, limit: int = 600) -> str:
+    def _log_tail(self, limit: int = 500) -> str:
+        """The telling part of ffmpeg's log on one line: its first error lines and its last line."""
         try:
             self._log.seek(0)
-            text = self._log.read().decode("utf-8", "replace").strip()
+            lines = [l.strip() for l in self._log.read().decode("utf-8", "replace").splitlines() if l.strip()]
         except (OSError, ValueError):
-            return ""
-        return text[-limit:] if text else "(no output)"
+            return "(no log)"
+        if not lines:
+            return "(no output)"
+        errors = [l for l in lines if _ERROR_WORDS.search(l)][:2]
+        picked = list(dict.fromkeys(errors + [lines[-1]]))
+        text = " | ".join(picked)
+        return text if len(text) <= limit else text[: limit - 1] + "…"
 
     def _failure(self, what: str) -> PipelineEnvironmentError:
         return PipelineEnvironmentError(

@@ -172,7 +172,9 @@ class VideoSettings(_Model):
     title_card_seconds: float = Field(default=2.0, ge=0.0, le=30.0, description="Silent title card at the start.")
     tail_seconds: float = Field(default=0.5, ge=0.0, le=30.0, description="Silence after the last line.")
     crf: int = Field(default=23, ge=0, le=51, description="x264 quality (lower = better, bigger).")
-    preset: str = Field(default="veryfast", description="x264 preset.")
+    preset: Literal[
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
+    ] = Field(default="veryfast", description="x264 preset (speed / size trade-off).")
 
     @field_validator("resolution", mode="before")
     @classmethod

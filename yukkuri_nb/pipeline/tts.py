@@ -67,6 +67,8 @@ def load_pyopenjtalk() -> ModuleType:
                     field="tts",
                     fix="install it with `pip install pyopenjtalk-plus` (or `pip install -e .`)",
                 ) from exc
+            # pyopenjtalk-plus calls a deprecated sudachipy API on first use: not the user's concern.
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pyopenjtalk(\..*)?$")
             _module = pyopenjtalk
         return _module
 

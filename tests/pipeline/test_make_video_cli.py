@@ -1,0 +1,46 @@
+import argparse
+import io
+import json
+
+from yukkuri_nb.pipeline.cli import add_make_video_parser, run_make_video
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="yukkuri-nb")
+    add_make_video_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(["make-video", *argv])
+
+
+def test_make_video_runs_a_batch_and_prints_progress_and_files(tmp_path):
+    out = io.StringIO()
+    args = _parse(["--out", str(tmp_path), "--minutes", "0.2", "--genre", "宇宙", "--projects", "2",
+                   "--size", "320x180", "--seed", "5"])
+    assert args.func is run_make_video
+    assert run_make_video(args, stream=out) == 0
+    text = out.getvalue()
+    themes = set()
+    for pid in ("video-001", "video-002"):
+        folder = tmp_path / pid
+        assert (folder / "video.mp4").is_file() and (folder / "thumbnail.png").is_file()
+        assert f"{folder / 'video.mp4'}" in text
+        themes.add(json.loads((folder / "summary.json").read_text("utf-8"))["steps"]["theme_selection"]["theme_id"])
+    assert len(themes) == 2  # a batch gets different themes while the genre allows
+    assert "tts_generation" in text and "video_composition" in text  # live step lines
+    assert "frames" in text  # sub-progress of the video step
+    assert f"files are in {tmp_path.resolve()}" in text
+
+
+def test_bad_arguments_exit_with_2_and_say_why(tmp_path):
+    out = io.StringIO()
+    assert run_make_video(_parse(["--out", str(tmp_path), "--genre", "魔法"]), stream=out) == 2
+    assert "unknown genre '魔法'" in out.getvalue() and "プログラミング" in out.getvalue()
+    out = io.StringIO()
+    assert run_make_video(_parse(["--size", "321x180"]), stream=out) == 2
+    assert "--size" in out.getvalue() and "even" in out.getvalue()
+    assert not any(tmp_path.iterdir())
+
+
+def test_list_genres():
+    out = io.StringIO()
+    assert run_make_video(_parse(["--list-genres"]), stream=out) == 0
+    assert "プログラミング" in out.getvalue() and "宇宙" in out.getvalue()
