@@ -77,11 +77,22 @@ class PlanRenderer:
             return
         loop = self.loop
         if loop is None or loop.is_closed() or not loop.is_running():
-            self._show(_render_svg(graph))
+            self._show_or_fail(graph)
+            return
+        try:
+            future = loop.run_in_executor(None, _render_svg, graph)
+        except RuntimeError:  # the loop is shutting its executor down: render here, once
+            self._show_or_fail(graph)
             return
         self._in_flight = True
-        future = loop.run_in_executor(None, _render_svg, graph)
         future.add_done_callback(self._done, context=contextvars.Context())
+
+    def _show_or_fail(self, graph: Any) -> None:
+        try:
+            self._show(_render_svg(graph))
+        except Exception as exc:
+            log.warning("rendering the plan with dot failed: %s", exc)
+            self.sink(f"<i>plan view failed: {html.escape(str(exc))}</i>")
 
     def _done(self, future: "asyncio.Future[str]") -> None:
         self._in_flight = False
