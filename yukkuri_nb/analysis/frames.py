@@ -167,6 +167,10 @@ def _run_from_result(result: Any, engine: Any = None) -> RunRecord:
     )
 
 
+def _run_order(run: RunRecord) -> tuple[float, int]:
+    return (run.start, run.events[0].seq if run.events else 0)
+
+
 def collect_runs(source: Any, project_ids: Iterable[str] | str | None = None, *, engine: Any = None) -> list[RunRecord]:
     """The runs of ``source`` (see the module docstring for what a source may be).
 
@@ -184,7 +188,7 @@ def collect_runs(source: Any, project_ids: Iterable[str] | str | None = None, *,
         for pid in pids:
             evs = [e for e in (_as_ev(x) for x in source.events(pid)) if e is not None]
             runs.extend(_runs_from_events(evs, source))
-        return sorted(runs, key=lambda r: r.start)
+        return sorted(runs, key=_run_order)
     if _is_handle(source):
         return collect_runs(source.engine, [source.project_id])
     if _is_result(source):
@@ -206,7 +210,7 @@ def collect_runs(source: Any, project_ids: Iterable[str] | str | None = None, *,
         runs.extend(_runs_from_events(loose, engine))
     if wanted is not None:
         runs = [r for r in runs if r.project_id in wanted]
-    return sorted(runs, key=lambda r: r.start)
+    return sorted(runs, key=_run_order)
 
 
 def _step_info(graph: Any) -> dict[str, dict[str, Any]]:
