@@ -44,12 +44,13 @@ WORKFLOW_NAME = "yukkuri_video"
 # One encoder at a time: x264 already uses both cores of the reference machine.
 DEFAULT_POOL_CAPACITIES = {"llm_api": 2, "tts_api": 1, "video_encoder": 1, "storage": 4}
 
-# Measured on the reference machine (2 cores): Open JTalk needs ~0.3 s per
-# line, a line lasts ~4.5 s of video; x264 'veryfast' takes ~10 ms per 1080p
-# frame and drawing a distinct frame ~75 ms (two per line).
-_SECONDS_PER_LINE = 0.3
-_VIDEO_SECONDS_PER_LINE = 4.5
-_ENCODE_SECONDS_PER_FRAME_1080P = 0.010
+# Measured on the reference machine (2 cores, `make-video --minutes 1` at
+# 1080p): Open JTalk takes ~0.2 s per line and a line lasts ~3.6 s of video;
+# x264 'veryfast' takes ~10.5 ms per 1080p frame and drawing a distinct frame
+# ~75 ms (two per line: mouth open and shut).
+_SECONDS_PER_LINE = 0.2
+_VIDEO_SECONDS_PER_LINE = 3.6
+_ENCODE_SECONDS_PER_FRAME_1080P = 0.0105
 _DRAW_SECONDS_PER_FRAME_1080P = 0.075
 
 
@@ -65,7 +66,7 @@ def _estimates(minutes: float, size: tuple[int, int], fps: int) -> dict[str, flo
         "tts_generation": round(1.0 + lines * _SECONDS_PER_LINE, 1),
         "subtitle_generation": 0.1,
         "video_composition": round(1.0 + video, 1),
-        "thumbnail_generation": 0.8,
+        "thumbnail_generation": 1.2,
     }
 
 
