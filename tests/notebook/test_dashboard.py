@@ -306,3 +306,17 @@ print(run._repr_mimebundle_()["text/plain"])
         "  ✓ テーマ選定  completed 1.0s",
     ]
     assert "pip install 'yukkuri_nb[notebook]'" in proc.stderr
+
+
+def test_plan_view_without_dot_shows_the_dot_source_and_how_to_install_graphviz(monkeypatch):
+    from yukkuri_nb.notebook import plan_view
+
+    monkeypatch.setattr(plan_view, "dot_available", lambda: False)
+    engine = chain_engine(2, clock=VirtualClock())
+    shown: list[str] = []
+    renderer = plan_view.PlanRenderer(engine.plan_execution("chain", "p1"), shown.append, loop=None)
+    renderer.refresh(None)
+    assert len(shown) == 1 and renderer.renders == 1
+    assert "sudo apt-get install graphviz" in shown[0]
+    assert "<pre" in shown[0] and "digraph" in shown[0] and "手順1" in shown[0]
+    assert "<svg" not in shown[0]
