@@ -45,6 +45,15 @@ _STEP_EVENT_STATUS = {
     EventKind.STEP_SKIPPED: StepStatus.SKIPPED,
     EventKind.STEP_CANCELLED: StepStatus.CANCELLED,
 }
+# (old status, new status) -> (counter to decrement, counter to increment),
+# only for the pairs that move a step between counters.
+_MOVES = {
+    (old, new): (_COUNTER[old], _COUNTER[new]) for old in _COUNTER for new in _COUNTER if _COUNTER[old] != _COUNTER[new]
+}
+# apply() runs for every event: enum members bound once (class attribute
+# lookups on an Enum are slow).
+_STARTED, _COMPLETED = EventKind.STEP_STARTED, EventKind.STEP_COMPLETED
+_FAILED, _RETRYING = EventKind.STEP_FAILED, EventKind.STEP_RETRYING
 
 
 class WorkflowExecutionState:
@@ -106,24 +115,29 @@ class WorkflowExecutionState:
         new = _STEP_EVENT_STATUS.get(kind)
         if new is not None:
             name = event.step
-            old = self.step_statuses[name]
+            statuses = self.step_statuses
+            old = statuses[name]
             if old is not new:
-                self.step_statuses[name] = new
-                old_c, new_c = _COUNTER[old], _COUNTER[new]
-                if old_c != new_c:
+                statuses[name] = new
+                move = _MOVES.get((old, new))
+                if move is not None:
+                    old_c, new_c = move
                     setattr(self, old_c, getattr(self, old_c) - 1)
                     setattr(self, new_c, getattr(self, new_c) + 1)
-            if kind is EventKind.STEP_STARTED:
+            if kind is _STARTED:
                 self._step_start[name] = event.time
                 self.step_attempts[name] = event.data.get("attempt", 1)
                 self.step_progress[name] = 0.0
-            elif kind is EventKind.STEP_COMPLETED:
+            elif kind is _COMPLETED:
                 self.step_progress[name] = 1.0
-                est = self._graph.steps[self._graph.index[name]].estimated_duration
-                if est > 0 and "duration" in event.data and not event.data.get("restored"):
-                    self._actual += event.data["duration"]
-                    self._estimated += est
-            elif kind is EventKind.STEP_FAILED or kind is EventKind.STEP_RETRYING:
+                graph = self._graph
+                est = graph.steps[graph.index[name]].estimated_duration
+                if est > 0:
+                    data = event.data
+                    if "duration" in data and not data.get("restored"):
+                        self._actual += data["duration"]
+                        self._estimated += est
+            elif kind is _FAILED or kind is _RETRYING:
                 self.step_errors[name] = str(event.data.get("error", ""))
             return
         if kind is EventKind.STEP_PROGRESS:
