@@ -47,7 +47,7 @@ class RealClock:
         return time.monotonic()
 
     def wall(self) -> datetime:
-        return datetime.now(timezone.utc).astimezone()
+        return datetime.now(_local_timezone())
 
     def check_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Raise if ``loop`` does not keep :func:`time.monotonic` time."""
@@ -59,6 +59,21 @@ class RealClock:
 
     def __repr__(self) -> str:
         return "RealClock()"
+
+
+# The local UTC offset, re-read at most once a second: ``astimezone()`` asks
+# the C library every call, which costs more than the rest of wall() and
+# the engine reads the wall clock twice per step.  A DST switch shows up
+# within a second.
+_tz_cache: list[Any] = [timezone.utc, float("-inf")]
+
+
+def _local_timezone() -> Any:
+    now = time.monotonic()
+    if now >= _tz_cache[1]:
+        _tz_cache[0] = datetime.now(timezone.utc).astimezone().tzinfo
+        _tz_cache[1] = now + 1.0
+    return _tz_cache[0]
 
 
 class VirtualClock:
