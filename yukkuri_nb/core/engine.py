@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from .clock import Clock, RealClock
 from .definitions import StepStatus, WorkflowStepDefinition
-from .events import Event, EventBus, EventKind, Observer
+from .events import Event, EventBus, EventKind, Observer, new_event
 from .graph import DependencyResolver, WorkflowGraph
 from .plan import WorkflowExecutionPlan, simulate_schedule
 from .processors import FunctionProcessor, StepExecutionContext, StepProcessor, as_processor
@@ -497,7 +497,7 @@ class WorkflowEngine:
 
     # ------------------------------------------------------------------ events
     def _emit(self, run: _Run, kind: EventKind, step: str | None, data: dict) -> None:
-        event = Event(next(self._seq), self.clock.now(), kind, run.project_id, run.workflow_name, step, data)
+        event = new_event(next(self._seq), self.clock.now(), kind, run.project_id, run.workflow_name, step, data)
         run.observe(event)
         self._bus.emit(event)
 
