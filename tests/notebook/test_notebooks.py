@@ -99,7 +99,7 @@ def test_plans_notebook_draws_japanese_plans_as_svg_png_and_live_status(tmp_path
     svgs = outputs_with(nb, "image/svg+xml")
     assert len(svgs) == 3 and all("台本生成" in s for s in svgs)
     assert svgs[1] != svgs[2]  # coloured by a running, then a finished state
-    out = tmp_path / "out_plans"
+    out = tmp_path / "out" / "plans"
     assert "動画合成" in (out / "plan.svg").read_text(encoding="utf-8")
     assert (out / "plan.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "plan_done.svg").read_text(encoding="utf-8") != (out / "plan.svg").read_text(encoding="utf-8")
@@ -112,7 +112,7 @@ def test_plans_notebook_draws_japanese_plans_as_svg_png_and_live_status(tmp_path
 @pytest.mark.timeout(300)
 def test_performance_notebook_builds_frames_charts_a_sweep_and_an_offline_report(tmp_path):
     nb = execute("03_performance", tmp_path)
-    out = tmp_path / "out_performance"
+    out = tmp_path / "out" / "performance"
     for name in ("gantt", "concurrency", "pools", "throughput", "estimates"):
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     report = (out / "report.html").read_text(encoding="utf-8")
