@@ -829,8 +829,13 @@ class WorkflowEngine:
         for i in run.graph.order:
             if run.status[i] is StepStatus.PENDING:
                 self._finish_step_cancelled(run, i)
+        # A task cancelled before its first step never enters _run_step's
+        # try block, so its slot and units would leak; cancelling one loop
+        # iteration later guarantees every step task has started (tasks
+        # begin in call_soon order).
+        message = f"run {run.project_id!r} cancelled: {run.cancel_reason}"
         for task in list(run.tasks.values()):
-            task.cancel(f"run {run.project_id!r} cancelled: {run.cancel_reason}")
+            run.loop.call_soon(task.cancel, message)
         run.wake_checkpoints()
         self._finish_if_done(run)
 
