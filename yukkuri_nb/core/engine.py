@@ -82,6 +82,10 @@ class WorkflowEngine:
             store object; records runs so an unfinished run can resume.
         fail_fast: default for ``execute_workflow(fail_fast=...)``.
         history_limit: finished runs whose state and events are kept in memory.
+        record_history: keep every event of a run for ``engine.events()`` and
+            the history frames (default).  ``False`` saves the memory and time
+            of that list; the live state, progress callbacks and subscribers
+            (dashboard, run store) still see every event.
         seed: seeds the retry jitter.
     """
 
@@ -96,6 +100,7 @@ class WorkflowEngine:
         run_store: Any = None,
         fail_fast: bool = False,
         history_limit: int = 100,
+        record_history: bool = True,
         seed: int | None = None,
     ) -> None:
         self.dependency_resolver = dependency_resolver or DependencyResolver()
@@ -109,6 +114,7 @@ class WorkflowEngine:
         self.clock: Clock = clock or RealClock()
         self.fail_fast = fail_fast
         self.history_limit = history_limit
+        self.record_history = bool(record_history)
         self._rng = random.Random(seed)
         self._workflows: dict[str, WorkflowGraph] = {}
         self._processors: dict[str, StepProcessor] = {}
@@ -432,6 +438,7 @@ class WorkflowEngine:
             run.loop = loop
             run.loop_thread = self._loop_thread
             run.done = loop.create_future()
+            run.record_history = self.record_history
             run.fresh = fresh
             self._runs[project_id] = run
         return run
@@ -850,7 +857,7 @@ class WorkflowEngine:
                 r = StepResult(step.name, run.status[i])
             step_results[step.name] = r
         status = state.status
-        end = run.history[-1].time if run.history else run.t_start
+        end = state.last_event.time if state.last_event is not None else run.t_start
         return WorkflowExecutionResult(
             project_id=run.project_id,
             workflow_name=run.workflow_name,

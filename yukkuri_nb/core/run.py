@@ -63,7 +63,7 @@ class _Run:
         "results", "outputs_view", "tasks", "retry_handles", "parked", "remaining",
         "paused", "cancelled", "cancel_reason", "fail_fast", "failed_fast", "done", "state",
         "history", "callback", "callback_tasks", "resume_waiters", "t_start", "resumed_steps",
-        "pool_lists", "fresh", "attempt_log",
+        "pool_lists", "fresh", "attempt_log", "record_history",
     )
 
     def __init__(
@@ -116,11 +116,13 @@ class _Run:
         self.pool_lists = [sorted(p) for p in graph.pools]
         self.fresh = False
         self.attempt_log: dict[int, list] = {}
+        self.record_history = True
 
     # -- observers: state, history, progress callback ------------------------
     def observe(self, event: Event) -> None:
         self.state.apply(event)
-        self.history.append(event)
+        if self.record_history:
+            self.history.append(event)
         cb = self.callback
         if cb is not None and event.kind in _CALLBACK_KINDS:
             try:
