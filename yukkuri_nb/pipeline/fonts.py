@@ -11,6 +11,7 @@ import functools
 import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 from PIL import ImageFont
@@ -97,7 +98,22 @@ def find_japanese_font(explicit: str | None = None) -> Path:
     )
 
 
-@functools.lru_cache(maxsize=64)
+_fonts = threading.local()
+
+
 def load_font(path: str | Path, size: int) -> ImageFont.FreeTypeFont:
-    """Load ``path`` at ``size`` pixels (face 0 of a collection: the JP face of Noto CJK)."""
-    return ImageFont.truetype(str(path), max(4, int(size)), index=0)
+    """Load ``path`` at ``size`` pixels (face 0 of a collection: the JP face of Noto CJK).
+
+    Fonts are cached per thread: a FreeType face must not be used by two
+    threads at once (two projects may draw frames concurrently).
+    """
+    cache = getattr(_fonts, "cache", None)
+    if cache is None:
+        cache = _fonts.cache = {}
+    key = (str(path), max(4, int(size)))
+    font = cache.get(key)
+    if font is None:
+        if len(cache) > 64:
+            cache.clear()
+        font = cache[key] = ImageFont.truetype(key[0], key[1], index=0)
+    return font
