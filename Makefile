@@ -1,10 +1,13 @@
 # The two commands of the README.  Both set everything up first (idempotent).
-.PHONY: setup demo test bench clean
+.PHONY: setup demo engine-demo test bench clean
 
 setup:
 	@scripts/setup.sh
 
 demo: setup
+	.venv/bin/yukkuri-nb make-video --out out --minutes 0.5
+
+engine-demo: setup
 	.venv/bin/yukkuri-nb demo
 
 test: setup
