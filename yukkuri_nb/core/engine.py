@@ -677,7 +677,13 @@ class WorkflowEngine:
                 self._complete(run, i, result)
             else:
                 self._fail_attempt(run, i, attempt, t0, t1, wall0, error, result or None)
-        self._request_dispatch()
+        if self._running or self._loop is not run.loop:
+            self._request_dispatch()
+        else:
+            # No other step is running, so no other step can end in this
+            # loop iteration: deciding now picks what the deferred dispatch
+            # would, one loop iteration sooner (a chain's next step at once).
+            self._dispatch()
 
     def _coerce(self, step_name: str, raw: Any) -> StepResult | StepExecutionError:
         if isinstance(raw, StepResult):
