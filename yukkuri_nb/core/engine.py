@@ -634,7 +634,9 @@ class WorkflowEngine:
                     fn = processor.fn if isinstance(processor, FunctionProcessor) else processor.execute
                     raw = await run.loop.run_in_executor(self._thread_pool(), fn, context, data)
                 else:
-                    raw = await processor.execute(context, data)
+                    # An async function processor: call it directly (one coroutine less).
+                    execute = processor.fn if type(processor) is FunctionProcessor else processor.execute
+                    raw = await execute(context, data)
                 if asyncio.iscoroutine(raw) or isinstance(raw, asyncio.Future):
                     raw = await raw
         except TimeoutError as exc:
@@ -690,7 +692,7 @@ class WorkflowEngine:
             raw.step_name = step_name
             return raw
         if raw is None:
-            return StepResult.success(step_name, {})
+            return StepResult(step_name, StepStatus.COMPLETED)  # = StepResult.success(step_name, {})
         if isinstance(raw, Mapping):
             return StepResult.success(step_name, dict(raw))
         return StepExecutionError(
