@@ -127,6 +127,8 @@ class EventBus:
         return unsubscribe
 
     def emit(self, event: Event) -> None:
+        if not self._observers:
+            return  # nobody subscribed (the run's own state and history are fed directly)
         self._queue.append(event)
         if self._dispatching:
             return
