@@ -23,6 +23,7 @@ import bisect
 import dataclasses
 import functools
 import hashlib
+import re
 import math
 from pathlib import Path
 
@@ -105,27 +106,43 @@ class Timeline:
 def wrap_text(text: str, font, max_width: float, max_lines: int | None = None) -> list[str]:
     """Wrap Japanese ``text`` to ``max_width`` pixels, character by character.
 
-    Punctuation that may not start a line (、。」…) stays on the previous one.
-    With ``max_lines`` the last line is cut with an ellipsis.
+    A run of Latin letters and digits ("Python", "asyncio.run") is kept on one
+    line when it fits on a line of its own; punctuation that may not start a
+    line (、。」…) stays on the previous one.  With ``max_lines`` the last line
+    is cut with an ellipsis.
     """
     lines: list[str] = []
     current = ""
-    for char in text:
-        if char == "\n":
+    for token in _WRAP_TOKENS.findall(text):
+        if token == "\n":
             lines.append(current)
             current = ""
             continue
-        if current and font.getlength(current + char) > max_width and char not in _NO_LINE_START:
-            lines.append(current)
-            current = char
-        else:
-            current += char
+        pieces = [token] if len(token) == 1 or font.getlength(token) <= max_width else list(token)
+        for piece in pieces:
+            if current and font.getlength(current + piece) > max_width and piece[0] not in _NO_LINE_START:
+                # An opening bracket never ends a line: it moves down with the word it opens.
+                carry = len(current) - len(current.rstrip(_NO_LINE_END))
+                if carry < len(current):
+                    lines.append(current[: len(current) - carry])
+                    current = current[len(current) - carry :] + piece
+                else:
+                    lines.append(current)
+                    current = piece
+            else:
+                current += piece
     if current:
         lines.append(current)
     if max_lines is not None and len(lines) > max_lines:
         lines = lines[:max_lines]
         lines[-1] = lines[-1][:-1] + "…"
     return lines
+
+
+_NO_LINE_END = "「『（(【［[〈《“"
+
+# One token per Latin word (letters, digits and in-word punctuation), else one character.
+_WRAP_TOKENS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+#'/-]*|.", re.S)
 
 
 def _card_title(title: str) -> str:
