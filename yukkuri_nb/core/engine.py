@@ -43,6 +43,7 @@ from typing import Any, Callable, Iterable, Mapping
 from .clock import Clock, RealClock
 from .definitions import StepStatus, WorkflowStepDefinition
 from .events import Event, EventBus, EventKind, Observer, new_event
+from .executors import ExecutorRegistry
 from .graph import DependencyResolver, WorkflowGraph
 from .plan import WorkflowExecutionPlan, simulate_schedule
 from .processors import FunctionProcessor, StepExecutionContext, StepProcessor, as_processor
@@ -87,6 +88,10 @@ class WorkflowEngine:
             of that list; the live state, progress callbacks and subscribers
             (dashboard, run store) still see every event.
         seed: seeds the retry jitter.
+        executor: where steps run by default: ``None`` / ``"inprocess"``
+            (async on the loop, sync in threads), ``"thread"``, ``"process"``,
+            or an executor object such as ``yukkuri_nb.distributed.DaskExecutor``;
+            a step may name another (see :mod:`~yukkuri_nb.core.executors`).
     """
 
     def __init__(
@@ -102,6 +107,7 @@ class WorkflowEngine:
         history_limit: int = 100,
         record_history: bool = True,
         seed: int | None = None,
+        executor: Any = None,
     ) -> None:
         self.dependency_resolver = dependency_resolver or DependencyResolver()
         self.resource_manager = resource_manager if resource_manager is not None else ResourceManager()
@@ -140,6 +146,7 @@ class WorkflowEngine:
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._deadline_at = 0.0
         self._deadline_loop: asyncio.AbstractEventLoop | None = None
+        self._executors = ExecutorRegistry(executor)
         self.resource_manager.add_listener(self._request_dispatch)
         self.resource_manager.add_waiting_probe(self._ready.waiting_by_pool)
         self.run_store = None
@@ -171,6 +178,14 @@ class WorkflowEngine:
     def register_resource(self, name: str, provider: Any = None, *, capacity: int | None = None) -> None:
         """Register a service provider (``context.get_resource(name)``) and/or a pool capacity."""
         self.resource_manager.register_resource(name, provider, capacity=capacity)
+
+    def register_executor(self, name: str, executor: Any) -> None:
+        """Register ``executor`` under ``name`` for steps with ``WorkflowStepDefinition(executor=name)``.
+
+        Built-in names ``"inprocess"``, ``"thread"`` and ``"process"`` need no
+        registration.  Raises ``TypeError`` for an object without ``async run``.
+        """
+        self._executors.register(name, executor)
 
     def get_workflow(self, name: str) -> WorkflowGraph:
         """The validated graph of workflow ``name``."""
@@ -401,6 +416,7 @@ class WorkflowEngine:
             raise WorkflowEngineError(
                 f"initial_input of project {project_id!r} must be a dict, got {type(initial_input).__name__}"
             )
+        self._executors.check(graph.steps)
         missing = [s.name for s in graph.steps if s.name not in self._processors]
         if missing:
             raise MissingProcessorError(
@@ -515,6 +531,7 @@ class WorkflowEngine:
         event = new_event(next(self._seq), self.clock.now(), kind, run.project_id, run.workflow_name, step, data)
         run.observe(event)
         self._bus.emit(event)
+        run.notify(event)
 
     def _emit_if_active(self, run: _Run, kind: EventKind, step: str | None, data: dict) -> None:
         if run.done is not None and not run.done.done():
@@ -630,7 +647,10 @@ class WorkflowEngine:
             context = StepExecutionContext(run, step, attempt)
             data = run.input_data(i)
             with _Deadline(self, run.loop, timeout) as scope:
-                if processor.runs_in_thread:
+                executor = self._executors.default if step.executor is None else self._executors.get(step.executor, step.name)
+                if executor is not None:
+                    raw = await executor.run(processor, context, data)
+                elif processor.runs_in_thread:
                     fn = processor.fn if isinstance(processor, FunctionProcessor) else processor.execute
                     raw = await run.loop.run_in_executor(self._thread_pool(), fn, context, data)
                 else:
@@ -651,7 +671,17 @@ class WorkflowEngine:
             else:
                 error = exc
         except asyncio.CancelledError:
-            cancelled = True
+            task = asyncio.current_task()
+            if run.cancelled or (task is not None and task.cancelling()):
+                cancelled = True
+            else:
+                # The processor raised CancelledError itself: a failure, or
+                # the step would stay unfinished and its run would never end.
+                error = StepExecutionError(
+                    f"step {step.name!r} raised CancelledError although neither the step nor its run was "
+                    "cancelled; raise an ordinary exception to fail a step",
+                    step_name=step.name,
+                )
         except (KeyboardInterrupt, SystemExit) as exc:
             error = exc
             self.cancel_workflow(run.project_id, f"{type(exc).__name__} in step {step.name!r}")
@@ -686,11 +716,12 @@ class WorkflowEngine:
             # loop iteration: deciding now picks what the deferred dispatch
             # would, one loop iteration sooner (a chain's next step at once).
             self._dispatch()
+            if not self._running:
+                _drop_idle_deadline_timer(self)
 
     def _coerce(self, step_name: str, raw: Any) -> StepResult | StepExecutionError:
         if isinstance(raw, StepResult):
-            raw.step_name = step_name
-            return raw
+            return _check_result(step_name, raw)
         if raw is None:
             return StepResult(step_name, StepStatus.COMPLETED)  # = StepResult.success(step_name, {})
         if isinstance(raw, Mapping):
@@ -901,6 +932,7 @@ class WorkflowEngine:
         if self._threads is not None:
             self._threads.shutdown(wait=False)
             self._threads = None
+        self._executors.close()
         if self.run_store is not None:
             self.run_store.close()
 
@@ -909,6 +941,34 @@ class WorkflowEngine:
             f"<WorkflowEngine {len(self._workflows)} workflows, {len(self._runs)} running, "
             f"max_concurrent_steps={self._max_concurrent}>"
         )
+
+
+def _check_result(step_name: str, result: StepResult) -> StepResult | StepExecutionError:
+    # A malformed StepResult would break the data flow after the step ended
+    # (and hang its run): reject it as the step's failure instead.
+    result.step_name = step_name
+    try:
+        result.status = StepStatus(result.status)
+    except ValueError:
+        pass
+    if result.output_data is None:
+        result.output_data = {}
+    if result.metadata is None:
+        result.metadata = {}
+    problem = None
+    if result.status not in (StepStatus.COMPLETED, StepStatus.FAILED):
+        problem = f"a StepResult with status {getattr(result.status, 'value', result.status)!r}"
+    elif not isinstance(result.output_data, Mapping):
+        problem = f"a StepResult whose output_data is {type(result.output_data).__name__}"
+    elif not isinstance(result.metadata, Mapping):
+        problem = f"a StepResult whose metadata is {type(result.metadata).__name__}"
+    if problem is None:
+        return result
+    return StepExecutionError(
+        f"the processor of step {step_name!r} returned {problem}; "
+        "return StepResult.success(name, {...}) / StepResult.failure(name, message) or a dict of outputs",
+        step_name=step_name,
+    )
 
 
 class _Deadline:
@@ -971,12 +1031,25 @@ class _Deadline:
         heap = engine._deadlines
         while heap and heap[0][2].task is None:
             heapq.heappop(heap)
-        if not heap and engine._deadline_timer is not None:
-            engine._deadline_timer.cancel()
-            engine._deadline_timer = None
+        # An empty heap keeps its timer until no step runs (see
+        # _drop_idle_deadline_timer): steps that end without awaiting would
+        # otherwise arm and cancel a loop timer each.
         if self._expired and task is not None:
             if task.uncancel() <= self.cancelling and exc_type is asyncio.CancelledError:
                 raise TimeoutError from exc
+
+
+def _drop_idle_deadline_timer(engine: "WorkflowEngine") -> None:
+    """No step is running: every deadline is gone, so the loop timer goes too.
+
+    Only running steps may leave a timer behind, so an idle loop (a paused
+    run, a VirtualClock between runs) never wakes for a deadline of a step
+    that already ended.
+    """
+    if engine._deadline_timer is not None and all(entry[2].task is None for entry in engine._deadlines):
+        engine._deadline_timer.cancel()
+        engine._deadline_timer = None
+        engine._deadlines.clear()
 
 
 def _deadlines_due(engine: "WorkflowEngine", loop: asyncio.AbstractEventLoop) -> None:

@@ -140,7 +140,9 @@ class EventBus:
                 for observer in self._observers:
                     try:
                         observer(ev)
-                    except Exception:  # an observer must never break the run
+                    except (KeyboardInterrupt, SystemExit):
+                        raise
+                    except BaseException:  # an observer must never break the run
                         self.errors += 1
                         log.exception("event observer %r failed on %s", observer, ev.kind.value)
         finally:

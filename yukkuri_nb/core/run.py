@@ -120,9 +120,17 @@ class _Run:
 
     # -- observers: state, history, progress callback ------------------------
     def observe(self, event: Event) -> None:
+        """Apply ``event`` to the state and history (before the bus delivers it)."""
         self.state.apply(event)
         if self.record_history:
             self.history.append(event)
+
+    def notify(self, event: Event) -> None:
+        """Call the progress callback (after the bus delivered ``event``).
+
+        Events the callback causes (``cancel_workflow`` ...) thus reach
+        subscribers after this one, keeping the bus in ``seq`` order.
+        """
         cb = self.callback
         if cb is not None and event.kind in _CALLBACK_KINDS:
             try:
@@ -131,7 +139,9 @@ class _Run:
                     task = asyncio.get_running_loop().create_task(out)
                     self.callback_tasks.add(task)
                     task.add_done_callback(self._callback_done)
-            except Exception:
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:  # any other escape would kill the step's task and hang the run
                 self.state.callback_errors += 1
                 _log_callback_error(self, event)
 
