@@ -1,4 +1,5 @@
 import argparse
+import contextlib
 import io
 import json
 
@@ -28,6 +29,17 @@ def test_make_video_runs_a_batch_and_prints_progress_and_files(tmp_path):
     assert "tts_generation" in text and "video_composition" in text  # live step lines
     assert "frames" in text  # sub-progress of the video step
     assert f"files are in {tmp_path.resolve()}" in text
+    # The batch is recorded in the output folder's run store, readable by `yukkuri-nb runs`.
+    assert f"runs recorded in {tmp_path.resolve() / 'runs.db'}" in text
+    from yukkuri_nb.cli import main
+
+    listing = io.StringIO()
+    with contextlib.redirect_stdout(listing):
+        assert main(["runs", "list", "--db", str(tmp_path / "runs.db"), "--json"]) == 0
+    runs = json.loads(listing.getvalue())
+    assert sorted((r["project_id"], r["status"], r["completed_steps"]) for r in runs) == [
+        ("video-001", "completed", runs[0]["total_steps"]), ("video-002", "completed", runs[0]["total_steps"]),
+    ]
 
 
 def test_bad_arguments_exit_with_2_and_say_why(tmp_path):

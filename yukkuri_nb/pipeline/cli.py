@@ -8,6 +8,11 @@ Every project runs the ``yukkuri_video`` workflow on one engine (they share
 the pools); progress is printed live, one line per step change and throttled
 sub-progress lines (TTS per line, video per second rendered); at the end the
 files of each project are listed.
+
+Runs are recorded in a run store, ``<out>/runs.db`` unless ``--store PATH``
+or ``--no-store``: running the same command again after a crash, a Ctrl-C or
+a failed step reuses every step that finished (``--fresh`` starts over), and
+``yukkuri-nb runs list --db <out>/runs.db`` shows past runs.
 """
 
 from __future__ import annotations
@@ -46,6 +51,11 @@ def add_make_video_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="write scripts with an OpenAI-compatible endpoint (YUKKURI_LLM_BASE_URL, "
                         "YUKKURI_LLM_MODEL, YUKKURI_LLM_API_KEY)")
     parser.add_argument("--prefix", default="video", help="project id prefix (default: video -> video-001, ...)")
+    parser.add_argument("--store", default=None, metavar="PATH",
+                        help="run store (SQLite) recording every run, so an interrupted or failed batch resumes "
+                        "where it stopped (default: <out>/runs.db)")
+    parser.add_argument("--no-store", action="store_true", help="record nothing; every run starts from scratch")
+    parser.add_argument("--fresh", action="store_true", help="ignore unfinished runs in the store and start over")
     parser.add_argument("--list-genres", action="store_true", help="print the known genres and exit")
     parser.set_defaults(func=run_make_video)
     return parser
@@ -170,7 +180,14 @@ def run_make_video(args: argparse.Namespace, *, stream: IO[str] | None = None) -
         print(f"make-video: {exc}", file=err)
         return 2
 
-    engine = WorkflowEngine(max_concurrent_steps=args.concurrency, default_timeout_seconds=7200)
+    from yukkuri_nb.core.store import RunStoreError
+
+    store_path = None if getattr(args, "no_store", False) else (getattr(args, "store", None) or Path(args.out) / "runs.db")
+    try:
+        engine = WorkflowEngine(max_concurrent_steps=args.concurrency, default_timeout_seconds=7200, run_store=store_path)
+    except RunStoreError as exc:
+        print(f"make-video: --store: {exc}", file=err)
+        return 2
     register_yukkuri_workflow(
         engine, output_dir=args.out, providers=providers, target_minutes=args.minutes, resolution=size, fps=args.fps
     )
@@ -200,19 +217,29 @@ def run_make_video(args: argparse.Namespace, *, stream: IO[str] | None = None) -
 
     async def run_all() -> list[Any]:
         return await asyncio.gather(*(
-            engine.execute_workflow(WORKFLOW_NAME, pid, initial_input(k)) for k, pid in enumerate(project_ids)
+            engine.execute_workflow(WORKFLOW_NAME, pid, initial_input(k), fresh=getattr(args, "fresh", False))
+            for k, pid in enumerate(project_ids)
         ))
 
     progress = _progress(engine, out)
     try:
         results = asyncio.run(run_all())
     except KeyboardInterrupt:
-        print(f"\ninterrupted; finished files are kept in {Path(args.out).resolve()}", file=err)
+        print(f"\ninterrupted; finished files are kept in {Path(args.out).resolve()}"
+              + ("; run the same command again to resume" if store_path is not None else ""), file=err)
         return 130
     finally:
         progress.close()
+        engine.close()
     for result in results:
         _report(result, out)
     ok = all(r.is_successful for r in results)
+    if store_path is not None:
+        resumed = sum(len(r.resumed_steps) for r in results)
+        store = engine.run_store
+        note = f", {resumed} step(s) reused from an unfinished run" if resumed else ""
+        if not store.healthy or store.pending:
+            note += f"; WARNING: {store.pending} record(s) could not be written ({store.last_error})"
+        print(f"runs recorded in {store.path}{note}", file=out)
     print(f"\n{'✔ done' if ok else '✘ some steps failed'}: files are in {Path(args.out).resolve()}", file=out)
     return 0 if ok else 1
