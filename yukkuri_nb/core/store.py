@@ -711,7 +711,8 @@ class SQLiteRunStore:
         self._failing = True
         message = (
             f"run store {str(self.path)!r} cannot write ({exc}); the run goes on, {len(self._pending)} records are "
-            "kept in memory and retried; steps completed meanwhile run again if this process dies first"
+            "kept in memory and retried; free disk space or make the file writable (then engine.run_store.flush()), "
+            "or steps completed meanwhile run again if this process dies first"
         )
         log.error("%s", message)
         self._warn_runs(live_engine, message, "warning")
