@@ -5,8 +5,9 @@ with a run store; every step appends its name to WORKDIR/executions.log when
 it starts and writes WORKDIR/artifacts/<step>.txt; in ``slow`` mode s3 sleeps
 for a long time (the test kills the process then).  Prints the result as JSON.
 
-``python worker.py demo DB PREFIX N`` runs N projects of the seed workflow at
-once on one engine with a run store and prints every project's events.
+``python worker.py demo DB PREFIX N [GO]`` runs N projects of the seed workflow at
+once on one engine with a run store and prints every project's events; with
+GO, it first waits until the file GO exists (so two workers write together).
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ def main(argv: list[str]) -> int:
         engine.run_store = store
         store.attach(engine)
         ids = [f"{prefix}-{k:03d}" for k in range(n)]
+        if len(argv) > 4:
+            go = Path(argv[4])
+            deadline = time.monotonic() + 120
+            while not go.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
 
         async def run_all():
             return await asyncio.gather(*[
