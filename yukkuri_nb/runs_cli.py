@@ -76,7 +76,8 @@ def _show(args: argparse.Namespace) -> int:
     print(f"status: {run['status']}" + (f" ({run['reason']})" if run.get("reason") else ""))
     print(f"started: {run['started_at']}   finished: {run['finished_at'] or '-'}")
     if run.get("resumed_from"):
-        print(f"resumed from run {run['resumed_from']} ({run['resumed_steps']} steps reused)")
+        reused = sum(1 for s in run["steps"] if s["restored"])
+        print(f"resumed from run {run['resumed_from']} ({reused} steps reused)")
     print()
     print(f"{'step':<28} {'status':<10} {'attempts':>8} {'duration':>10}  note")
     for s in run["steps"]:

@@ -127,7 +127,8 @@ def test_paused_intervals_come_from_pause_and_resume_events():
 
 def test_unknown_sources_are_refused_with_what_to_pass():
     with pytest.raises(TypeError, match=r"^cannot analyse int 42; pass a WorkflowEngine, a RunHandle, "
-                                        r"a WorkflowExecutionResult, a list of events, or a list of those$"):
+                                        r"a WorkflowExecutionResult, a run store \(or the path of its file\), a list of events, "
+                                        r"or a list of those$"):
         steps_frame(42)
 
 

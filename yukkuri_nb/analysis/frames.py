@@ -9,6 +9,11 @@ Every function here takes a *source*:
   attempts; pass ``engine=`` to add display names, estimates and pools);
 * a list of :class:`~yukkuri_nb.core.Event` (or their ``to_dict()`` form, as
   a run store keeps them), possibly of several runs;
+* a run store: an :class:`~yukkuri_nb.core.store.SQLiteRunStore`, or the
+  path of its file (a :class:`pathlib.Path`, or a ``str`` naming an existing
+  file; opened read-only): every stored run, oldest first, or those of
+  ``project_ids``.  Runs written by other processes have their own clock, so
+  compare them by ``t`` and ``started``, not ``time`` / ``run_start``;
 * a list mixing any of the above (a batch).
 
 Times: ``time`` is the engine clock's monotonic seconds; ``t``, ``queued``,
@@ -27,6 +32,7 @@ it: ``max_concurrent_steps``, ``pool_capacities`` (pool -> units),
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
@@ -155,6 +161,29 @@ def _runs_from_events(events: Sequence[_Ev], engine: Any = None) -> list[RunReco
     return runs
 
 
+def _as_store(obj: Any) -> Any:
+    """``(store, opened_here)`` if ``obj`` is a run store or the path of one, else ``(None, False)``."""
+    if isinstance(obj, os.PathLike) or (isinstance(obj, str) and os.path.isfile(obj)):
+        from yukkuri_nb.core.store import SQLiteRunStore
+
+        return SQLiteRunStore(obj, readonly=True), True
+    if callable(getattr(obj, "list_runs", None)) and callable(getattr(obj, "events", None)) and not _is_engine(obj):
+        return obj, False
+    return None, False
+
+
+def _runs_from_store(store: Any, wanted: list[str] | None, engine: Any = None) -> list[RunRecord]:
+    runs: list[RunRecord] = []
+    for row in reversed(store.list_runs()):  # list_runs is newest first
+        if wanted is not None and row["project_id"] not in wanted:
+            continue
+        evs = [e for e in (_as_ev(x) for x in store.events(row["run_id"])) if e is not None]
+        for rec in _runs_from_events(evs, engine):
+            rec.run_id = rec.run_id or row["run_id"]
+            runs.append(rec)
+    return runs
+
+
 def _run_from_result(result: Any, engine: Any = None) -> RunRecord:
     limit, capacity = _engine_limits(engine)
     times = [(a.started_at, a.finished_at) for r in result.step_results.values() for a in (r.attempt_history or [])]
@@ -193,10 +222,17 @@ def collect_runs(source: Any, project_ids: Iterable[str] | str | None = None, *,
         return collect_runs(source.engine, [source.project_id])
     if _is_result(source):
         return [_run_from_result(source, engine)]
+    store, opened = _as_store(source)
+    if store is not None:
+        try:
+            return _runs_from_store(store, wanted, engine)
+        finally:
+            if opened:
+                store.close()
     if isinstance(source, (str, bytes, Mapping)) or not isinstance(source, Iterable):
         raise TypeError(
             f"cannot analyse {type(source).__name__} {source!r:.60}; pass a WorkflowEngine, a RunHandle, "
-            "a WorkflowExecutionResult, a list of events, or a list of those"
+            "a WorkflowExecutionResult, a run store (or the path of its file), a list of events, or a list of those"
         )
     runs: list[RunRecord] = []
     loose: list[_Ev] = []
