@@ -100,6 +100,19 @@ class OpenJTalkSynthesizer:
         self._jtalk_by_digest: dict[str, object | None] = {}
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        # Picklable for executors that run steps in other processes (Dask
+        # workers): the lock and the Open JTalk instances (C objects) are
+        # per process and rebuilt there on first use.
+        state = self.__dict__.copy()
+        del state["_lock"], state["_jtalk_by_digest"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._jtalk_by_digest = {}
+        self._lock = threading.Lock()
+
     def voice_params(self, speaker: SpeakerId, voice: VoiceSettings) -> tuple[float, float]:
         """The ``(speed, half_tone)`` actually passed to Open JTalk for ``speaker``."""
         base_speed, base_tone = self.base_voices[speaker]
