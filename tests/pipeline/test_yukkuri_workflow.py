@@ -10,13 +10,15 @@ import pytest
 from yukkuri_nb.core import WorkflowEngine
 from yukkuri_nb.core.workflow_step import StepPriority, StepStatus
 from yukkuri_nb.pipeline import encoder as encoder_module
+from yukkuri_nb.pipeline import fonts
 from yukkuri_nb.pipeline.audio import read_wav
 from yukkuri_nb.pipeline.models import AudioTrack, TitleInfo, VideoSettings
+from yukkuri_nb.pipeline.providers import default_providers
 from yukkuri_nb.pipeline.subtitles import parse_srt
 from yukkuri_nb.pipeline.video import FfmpegVideoComposer
 from yukkuri_nb.pipeline.workflow import DEFAULT_POOL_CAPACITIES, register_yukkuri_workflow, yukkuri_steps
 
-from .helpers import decode_frame, ffprobe, rms
+from .helpers import ToneSynth, decode_frame, ffprobe, rms
 
 SIZE = (320, 180)
 INPUT = {
@@ -74,17 +76,30 @@ def real_run(tmp_path_factory):
     register_yukkuri_workflow(engine, output_dir=out, resolution="320x180", target_minutes=0.2)
     events = []
     engine.subscribe(events.append)
+    ticks: list[float] = []  # loop times at which a heartbeat coroutine got to run
+
+    async def heartbeat():
+        loop = asyncio.get_running_loop()
+        while True:
+            ticks.append(loop.time())
+            await asyncio.sleep(0.02)
 
     async def main():
+        beat = asyncio.create_task(heartbeat())
         first = await engine.execute_workflow("yukkuri_video", "p1", INPUT)
         fast = await engine.execute_workflow(
             "yukkuri_video", "p1-fast", {**INPUT, "voice_settings": {"reimu_speed": 2.0, "marisa_speed": 2.0}}
         )
+        beat.cancel()
         return first, fast
 
     first, fast = asyncio.run(main())
     engine.close()
+    REAL_RUN_TICKS[:] = ticks
     return out, first, fast, events
+
+
+REAL_RUN_TICKS: list[float] = []
 
 
 def _outputs(result):
@@ -200,3 +215,72 @@ def test_ffmpeg_failure_keeps_finished_artifacts(tmp_path, monkeypatch):
     assert not (folder / "video.mp4").exists() and not (folder / "video.mp4.part").exists()
     summary = json.loads((folder / "summary.json").read_text("utf-8"))
     assert "video_composition" not in summary["steps"] and "tts_generation" in summary["steps"]
+
+
+def test_heavy_steps_leave_the_event_loop_free(real_run):
+    # Open JTalk and the frame drawing / encoding run in worker threads: while
+    # they work, other coroutines on the loop (the dashboard, other projects'
+    # steps) keep running.  Engine event times and loop.time() are both
+    # time.monotonic(), so the heartbeat's ticks can be placed inside each step.
+    _, _, _, events = real_run
+    for step in ("tts_generation", "video_composition"):
+        start = next(e.time for e in events if e.project_id == "p1" and e.step == step and e.kind.value == "step_started")
+        end = next(e.time for e in events if e.project_id == "p1" and e.step == step and e.kind.value == "step_completed")
+        middle = (start + end) / 2
+        first_half = [t for t in REAL_RUN_TICKS if start < t < middle]
+        second_half = [t for t in REAL_RUN_TICKS if middle <= t < end]
+        # A step that blocked the loop would see no tick at all; one that blocked
+        # for part of its time would leave a half empty.
+        assert first_half and second_half and len(first_half) + len(second_half) >= 5, (step, end - start)
+
+
+def _missing_fonts(monkeypatch):
+    monkeypatch.setattr(fonts, "KNOWN_FONT_PATHS", ())
+    monkeypatch.setattr(fonts, "_fc_match", lambda: [])
+    monkeypatch.delenv("YUKKURI_FONT", raising=False)
+    fonts.find_japanese_font.cache_clear()
+
+
+def test_missing_font_fails_the_drawing_steps_by_name_and_keeps_the_audio(tmp_path, monkeypatch):
+    _missing_fonts(monkeypatch)
+    try:
+        engine = WorkflowEngine(max_concurrent_steps=2)
+        register_yukkuri_workflow(engine, output_dir=tmp_path, providers=default_providers().replace(tts=ToneSynth()))
+        result = asyncio.run(engine.execute_workflow("yukkuri_video", "p", INPUT))
+        engine.close()
+    finally:
+        fonts.find_japanese_font.cache_clear()
+    assert result.status is StepStatus.FAILED
+    for step in ("video_composition", "thumbnail_generation"):
+        assert result.step_results[step].status is StepStatus.FAILED
+        # the engine records "<ErrorType>: <message>"; the message names the step, the field and the fix
+        assert result.step_results[step].error_message.startswith(
+            f"PipelineEnvironmentError: {step}: no Japanese font found (looked for Noto Sans CJK via fc-match and in "
+            "/usr/share/fonts) (field 'font'); fix: install it with `sudo apt-get install fonts-noto-cjk`"
+        ), result.step_results[step].error_message
+    folder = tmp_path / "p"
+    for name in ("script.json", "subtitles.srt", "audio/voice.wav", "audio/line_000.wav"):
+        assert (folder / name).is_file(), name
+    assert not (folder / "video.mp4").exists() and not (folder / "thumbnail.png").exists()
+    summary = json.loads((folder / "summary.json").read_text("utf-8"))
+    assert {"tts_generation", "subtitle_generation"} <= set(summary["steps"])
+
+
+def test_tts_failure_on_one_line_names_the_line_and_keeps_the_finished_work(tmp_path):
+    engine = WorkflowEngine(max_concurrent_steps=2)
+    register_yukkuri_workflow(engine, output_dir=tmp_path,
+                              providers=default_providers().replace(tts=ToneSynth(fail_on="魔理沙だぜ")))
+    script = {"lines": [{"speaker": "reimu", "text": "ゆっくり霊夢よ。"}, {"speaker": "marisa", "text": "魔理沙だぜ。"},
+                        {"speaker": "reimu", "text": "またね。"}]}
+    result = asyncio.run(engine.execute_workflow("yukkuri_video", "p", {**INPUT, "script": script}))
+    engine.close()
+    tts = result.step_results["tts_generation"]
+    assert tts.status is StepStatus.FAILED
+    assert tts.error_message.startswith("PipelineError: tts_generation: line 2 of 3 (魔理沙: '魔理沙だぜ。') could not be synthesised: ")
+    assert "(field 'script.lines[1].text'); fix: edit the line's text or give it a kana 'reading'" in tts.error_message
+    assert {result.step_results[s].status for s in ("subtitle_generation", "video_composition")} == {StepStatus.SKIPPED}
+    folder = tmp_path / "p"
+    # the finished line, the script and the thumbnail (its branch does not need audio) are kept
+    for name in ("script.json", "audio/line_000.wav", "thumbnail.png"):
+        assert (folder / name).is_file(), name
+    assert not (folder / "audio/line_001.wav").exists()
