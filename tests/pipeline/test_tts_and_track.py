@@ -1,5 +1,8 @@
 """Open JTalk synthesis, the reading dictionary, and the combined voice track with its timings."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -88,6 +91,53 @@ def test_reading_override_and_unpronounceable_lines(synth):
         synth.synthesize("!!", speaker="reimu")
     samples, _ = synth.synthesize("!!", speaker="reimu", reading="ハクレイ")
     assert rms(samples) > 1000
+
+
+def test_a_line_reading_replaces_the_text_as_spoken(synth):
+    # Open JTalk is deterministic: a line whose reading is given sounds exactly
+    # like that reading spoken on its own, and not like its written text.
+    said, _ = synth.synthesize("東方", speaker="marisa", reading="ヒガシカタ")
+    reading, _ = synth.synthesize("ヒガシカタ", speaker="marisa")
+    written, _ = synth.synthesize("東方", speaker="marisa")
+    assert np.array_equal(said, reading)
+    assert not np.array_equal(said, written)
+
+
+def test_the_track_speaks_each_line_reading(tmp_path):
+    script = Script(lines=[ScriptLine(speaker="reimu", text="ZUN", reading="ズン"),
+                           ScriptLine(speaker="marisa", text="魔理沙だぜ。")])
+    synth = ToneSynth(rate=16000)
+    track = build_voice_track(script, synth, tmp_path)
+    # ToneSynth's length follows what it is asked to say: 0.05 s per character of the reading
+    assert track.lines[0].end - track.lines[0].start == pytest.approx(0.05 * len("ズン"))
+    edited = Script(lines=[script.lines[0].model_copy(update={"reading": "ズンさん"}), script.lines[1]])
+    again = ToneSynth(rate=16000)
+    build_voice_track(edited, again, tmp_path)
+    assert again.calls == ["ZUN"]  # a changed reading re-synthesises that line only
+
+
+QUIET_SYNTHESIS = """
+import threading
+from yukkuri_nb.pipeline.tts import OpenJTalkSynthesizer
+synth = OpenJTalkSynthesizer(cache_dir={cache!r})
+done = []
+worker = threading.Thread(target=lambda: done.append(synth.synthesize("博麗霊夢よ。", speaker="reimu")[0].size))
+worker.start(); worker.join()  # the pipeline synthesises in worker threads
+assert done and done[0] > 0
+"""
+
+
+def test_pyopenjtalk_import_and_first_synthesis_print_nothing(tmp_path):
+    def run(code: str) -> str:
+        done = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout + done.stderr
+
+    # the bare import prints a warning about ONNX Runtime (so the check below can fail) ...
+    assert "ONNX Runtime" in run("import pyopenjtalk")
+    # ... which, like sudachipy's DeprecationWarning on first use, never reaches the user's screen
+    assert run(QUIET_SYNTHESIS.format(cache=str(tmp_path / "dic"))) == ""
 
 
 def test_reading_dictionary_validates_and_substitutes():
