@@ -19,7 +19,14 @@ from yukkuri_nb.viz.plan import GraphvizNotFoundError, STATUS_COLOURS, plan_to_g
 
 from ..analysis.workflows import diamond_engine, run_projects
 
-needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` is not installed")
+@pytest.fixture
+def dot_installed():
+    """Fail, never skip, without Graphviz: a skip would hide broken SVG/PNG rendering."""
+    if shutil.which("dot") is None:
+        pytest.fail("Graphviz's `dot` is not installed; fix: run `make setup` (or `sudo apt-get install graphviz`)")
+
+
+needs_dot = pytest.mark.usefixtures("dot_installed")
 SVG = "{http://www.w3.org/2000/svg}"
 
 
