@@ -3,7 +3,9 @@ import contextlib
 import io
 import json
 
+import yukkuri_nb.core
 from yukkuri_nb.pipeline.cli import add_make_video_parser, run_make_video
+from yukkuri_nb.pipeline.workflow import DEFAULT_POOL_CAPACITIES
 
 
 def _parse(argv):
@@ -12,7 +14,24 @@ def _parse(argv):
     return parser.parse_args(["make-video", *argv])
 
 
-def test_make_video_runs_a_batch_and_prints_progress_and_files(tmp_path):
+def _intervals(events, step):
+    """(start, end) of ``step`` in each project, from the engine's events."""
+    spans = {}
+    for e in events:
+        if e.step == step and e.kind.value in ("step_started", "step_completed"):
+            spans.setdefault(e.project_id, []).append(e.time)
+    return sorted(tuple(v) for v in spans.values())
+
+
+def test_make_video_runs_a_batch_and_prints_progress_and_files(tmp_path, monkeypatch):
+    engines = []
+
+    class RecordingEngine(yukkuri_nb.core.WorkflowEngine):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            engines.append(self)
+
+    monkeypatch.setattr(yukkuri_nb.core, "WorkflowEngine", RecordingEngine)
     out = io.StringIO()
     args = _parse(["--out", str(tmp_path), "--minutes", "0.2", "--genre", "宇宙", "--projects", "2",
                    "--size", "320x180", "--seed", "5"])
@@ -29,6 +48,17 @@ def test_make_video_runs_a_batch_and_prints_progress_and_files(tmp_path):
     assert "tts_generation" in text and "video_composition" in text  # live step lines
     assert "frames" in text  # sub-progress of the video step
     assert f"files are in {tmp_path.resolve()}" in text
+    # One engine ran the batch: the projects overlapped, yet shared the pools
+    # (one TTS engine, one video encoder at a time).
+    (engine,) = engines
+    events = [e for pid in ("video-001", "video-002") for e in engine.events(pid)]
+    for pool, units in DEFAULT_POOL_CAPACITIES.items():
+        assert engine.resource_manager.capacity(pool) == units
+    first, second = _intervals(events, "theme_selection")
+    assert second[0] < first[1], "the two projects did not run at the same time"
+    for step in ("tts_generation", "video_composition"):
+        first, second = _intervals(events, step)
+        assert first[1] <= second[0], f"two {step} steps ran at once on a pool of one"
     # The batch is recorded in the output folder's run store, readable by `yukkuri-nb runs`.
     assert f"runs recorded in {tmp_path.resolve() / 'runs.db'}" in text
     from yukkuri_nb.cli import main
