@@ -45,6 +45,21 @@ def test_simulated_sweep_of_the_demo_workflow():
     assert engine.project_ids == []
 
 
+@pytest.mark.parametrize(
+    ("projects", "limit", "llm", "bound", "binding"),
+    [
+        (1, 4, 2, 7.0, "critical path: theme 2 + script 3 + video 2"),
+        (4, 8, 1, 20.0, "llm pool: 4 x (script 3 + title 2) on one unit"),
+        (4, 1, 8, 36.0, "concurrency: 4 x 9 s of work in one slot"),
+    ],
+)
+def test_lower_bound_is_the_largest_of_critical_path_pool_work_and_total_work(projects, limit, llm, bound, binding):
+    df = sweep(small_steps(), max_concurrent_values=[limit], pool_capacities=[{"llm": llm}], projects=projects)
+    assert df.loc[0, "lower_bound"] == pytest.approx(bound), binding
+    assert df.loc[0, "makespan"] >= bound
+    assert df.loc[0, "efficiency"] == pytest.approx(bound / df.loc[0, "makespan"])
+
+
 def test_simulation_agrees_with_a_real_sleep_based_run():
     # 1 estimated second = 0.1 real seconds; the real run takes about 2 s.
     kw = dict(max_concurrent_values=[3], pool_capacities=[{"llm": 1}], projects=3, time_scale=0.1)
