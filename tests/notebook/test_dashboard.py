@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import subprocess
 import sys
 import threading
@@ -226,14 +227,18 @@ def test_concurrency_and_pool_controls_set_the_engine_from_any_thread_and_follow
 
 
 def test_plan_view_shows_svg_with_status_colours(tmp_path):
+    from yukkuri_nb.viz.plan import STATUS_COLOURS
+
     engine = chain_engine(2, seconds=0.01)
+    shown: list[str] = []
 
     async def main():
         run = engine.start("chain", "p1")
         dash = run.dashboard
+        dash.plan_view.observe(lambda change: shown.append(change["new"]), "value")
         await run
-        for _ in range(400):  # the last render runs in a worker thread
-            if dash._plan.renders >= 1 and "<svg" in dash.plan_view.value and not dash._plan._in_flight:
+        for _ in range(400):  # the last render runs in a worker thread: wait (up to 4 s) for the final picture
+            if not dash._plan._in_flight and html.unescape(dash.plan_view.value).count("status-completed") == 2:
                 break
             await asyncio.sleep(0.01)
         return dash
@@ -242,6 +247,13 @@ def test_plan_view_shows_svg_with_status_colours(tmp_path):
     value = dash.plan_view.value
     assert value.startswith("<div") and "<svg" in value
     assert "手順0" in value
+    # The view refreshed with the run: drawn first while the run was going on,
+    # last with both steps in the completed colour.
+    assert len(shown) >= 2 and shown[-1] == value
+    first, last = (html.unescape(v) for v in (shown[0], value))  # dot writes '-' in classes as &#45;
+    assert first.count("status-completed") < 2
+    assert last.count("status-completed") == 2 and "status-pending" not in last and "status-running" not in last
+    assert f'fill="{STATUS_COLOURS["completed"]}"' in value
 
 
 def test_dashboard_built_after_the_run_shows_its_final_state():
