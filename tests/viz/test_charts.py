@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from yukkuri_nb.analysis import steps_frame, sweep
 from yukkuri_nb.viz import charts
 
-from ..analysis.workflows import diamond_engine, run_projects
+from ..analysis.workflows import diamond_engine, run_projects, sleeper
 
 CHARTS = ["gantt_chart", "concurrency_chart", "pool_utilisation_chart", "throughput_chart", "estimate_vs_actual_chart"]
 
@@ -72,6 +72,43 @@ def test_concurrency_chart_draws_the_limit(paused_batch):
     ax = charts.concurrency_chart(paused_batch, limit=4).axes[0]
     assert any(list(line.get_ydata()) == [4, 4] for line in ax.lines)
     assert "上限 max_concurrent_steps = 4" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+@pytest.fixture(scope="module")
+def slow_video_run():
+    """One diamond run whose c (動画合成, estimated 3 s) takes 6 s: gpu busy 0-3 of 9 s."""
+    engine, clock = diamond_engine()
+    engine.register_step_processor("c", sleeper(6))
+    run_projects(engine, clock, "p1")
+    return engine
+
+
+def test_estimate_vs_actual_chart_draws_both_durations_and_their_ratio(slow_video_run):
+    ax = charts.estimate_vs_actual_chart(slow_video_run).axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    widths = [p.get_width() for p in ax.patches]
+    n = len(labels)
+    estimates, actuals = dict(zip(labels, widths[:n])), dict(zip(labels, widths[n:]))
+    assert estimates == {"音声合成": 2, "台本作成": 1, "動画合成": 3}
+    assert actuals == {"音声合成": 2, "台本作成": 1, "動画合成": 6}
+    assert "×2" in [t.get_text() for t in ax.texts]
+
+
+def test_pool_utilisation_chart_shows_busy_over_capacity_times_makespan(slow_video_run):
+    left, right = charts.pool_utilisation_chart(slow_video_run).axes
+    assert [t.get_text() for t in left.get_yticklabels()] == ["gpu"]
+    assert left.patches[0].get_width() == pytest.approx(100 * 3 / 9)  # b 2 s + a 1 s of a 9 s run, one unit
+    assert "33%（容量 1）" in [t.get_text() for t in left.texts]
+    gpu = next(line for line in right.lines if line.get_label() == "gpu")
+    assert max(gpu.get_ydata()) == 1.0 and gpu.get_ydata()[-1] == 0.0  # full while a and b ran, idle during c
+
+
+def test_throughput_chart_counts_every_completed_step_and_run(slow_video_run):
+    fig = charts.throughput_chart(slow_video_run, bins=3)
+    bars, twin = fig.axes
+    cumulative = {line.get_label(): list(line.get_ydata()) for line in twin.lines}
+    assert cumulative["累計完了ステップ"][-1] == 3 and cumulative["累計完了プロジェクト"][-1] == 1
+    assert sum(p.get_height() * p.get_width() / 60 for p in bars.patches) == pytest.approx(3)  # steps/min x minutes
 
 
 def test_gantt_of_a_result_has_a_row_per_step():
