@@ -45,6 +45,9 @@ class WorkflowGraph:
     levels: tuple[int, ...]
     rank: tuple[float, ...]
     pools: tuple[frozenset[str], ...]
+    #: ``sorted(pools[i])`` per step, computed once per graph (event data of
+    #: every run's ``step_started``; read-only by contract).
+    pool_lists: tuple[list[str], ...] = ()
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -186,6 +189,7 @@ class DependencyResolver:
             levels=tuple(levels),
             rank=tuple(rank),
             pools=tuple(s.required_resources for s in defs),
+            pool_lists=tuple(sorted(s.required_resources) for s in defs),
         )
 
     @staticmethod

@@ -113,7 +113,7 @@ class _Run:
         self.resume_waiters: list[asyncio.Future] = []
         self.t_start = 0.0
         self.resumed_steps: list[str] = []
-        self.pool_lists = [sorted(p) for p in graph.pools]
+        self.pool_lists = graph.pool_lists  # sorted once per graph, not per run
         self.fresh = False
         self.attempt_log: dict[int, list] = {}
         self.record_history = True
