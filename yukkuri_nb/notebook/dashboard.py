@@ -158,6 +158,14 @@ else:
         REFRESH_INTERVAL = 0.1
         PLAN_INTERVAL = 1.0
         HEARTBEAT = 1.0  # redraw elapsed / ETA / pools this often while nothing happens
+        # Large runs: a widget costs ~0.3 ms to build, so a row per step of a
+        # 10,000-step run would take longer than the run.  Above MAX_STEP_ROWS
+        # steps the rows are a page of PAGE_SIZE (chosen with ``page``), and
+        # above MAX_PLAN_STEPS no plan picture is drawn (dot cannot lay it out
+        # in useful time).
+        MAX_STEP_ROWS = 500
+        PAGE_SIZE = 25
+        MAX_PLAN_STEPS = 500
 
         def __init__(self, handle: "RunHandle", *, plan: bool = True) -> None:
             super().__init__(layout=widgets.Layout(width="100%"))
@@ -169,11 +177,23 @@ else:
             self._unsubscribe: Any = None
             self._heartbeat: asyncio.TimerHandle | None = None
             self._loop = handle.task.get_loop()
-            snap = self.view.snapshot()
+            state = handle.state
+            self._all_steps: list[str] = list(state.step_statuses) if state is not None else []
+            self._paged = len(self._all_steps) > self.MAX_STEP_ROWS
+            self._page_shown = 1
+            self._page_wanted = 1
+            snap = self.view.snapshot(self._shown())
             self._build(snap)
             self.refresher = Coalescer(self._loop, self._flush, self.REFRESH_INTERVAL)
             self.plan_refresher = Coalescer(self._loop, self._refresh_plan, self.PLAN_INTERVAL)
-            self._plan = self._make_plan_renderer(snap) if plan else None
+            self._plan = None
+            if plan and len(self._all_steps) > self.MAX_PLAN_STEPS:
+                self.plan_view.value = (
+                    f"<i>plan picture not drawn for {len(self._all_steps):,} steps (more than {self.MAX_PLAN_STEPS}); "
+                    "<code>engine.plan_execution(...)</code> gives the plan as data</i>"
+                )
+            elif plan:
+                self._plan = self._make_plan_renderer(snap)
             self._flush()
             if self._plan is not None:
                 self._refresh_plan()
@@ -233,6 +253,18 @@ else:
                 }
                 rows.append(W.HBox([name, status, bar, elapsed, attempts, detail]))
             self.steps_box = W.VBox(rows)
+            if self._paged:
+                self._row_list = list(self.step_rows.values())
+                self._row_names = [r.children[0] for r in rows]
+                self._row_boxes = rows
+                pages = -(-len(self._all_steps) // self.PAGE_SIZE)
+                self.page = W.BoundedIntText(
+                    value=1, min=1, max=pages, description=f"page (of {pages})",
+                    style={"description_width": "initial"}, layout=W.Layout(width="14em"),
+                )
+                self.page.observe(self._on_page, names="value")
+                self.page_label = W.Label(self._page_text(1))
+                self.steps_box = W.VBox([W.HBox([self.page, self.page_label]), *rows])
 
             self.pool_rows: dict[str, dict[str, Any]] = {}
             self.pool_capacity: dict[str, Any] = {}
@@ -339,6 +371,47 @@ else:
             self.handle.cancel("cancelled from the dashboard (中止ボタン)")
             self.refresher.mark()
 
+        def _on_page(self, change: dict[str, Any]) -> None:
+            # Any thread: the rows are rebound on the loop's thread (_flush).
+            self._page_wanted = int(change["new"])
+            self.refresher.mark()
+
+        # ------------------------------------------------------------ pages (large runs)
+        def _shown(self) -> list[str] | None:
+            """Names of the steps with a row right now (``None``: every step)."""
+            if not self._paged:
+                return None
+            start = (self._page_shown - 1) * self.PAGE_SIZE
+            return self._all_steps[start : start + self.PAGE_SIZE]
+
+        def _page_text(self, page: int) -> str:
+            start = (page - 1) * self.PAGE_SIZE
+            end = min(len(self._all_steps), start + self.PAGE_SIZE)
+            return f"steps {start + 1:,}-{end:,} of {len(self._all_steps):,}"
+
+        def _turn_page(self) -> None:
+            """Rebind the row widgets to the steps of the wanted page (loop thread)."""
+            page = max(1, min(self._page_wanted, self.page.max))
+            if page == self._page_shown:
+                return
+            self._page_shown = page
+            names = self._shown() or []
+            display = self.view._display_names(self.handle.state.workflow_name) if self.handle.state else {}
+            self.step_rows = {}
+            for k, row in enumerate(self._row_list):
+                box = self._row_boxes[k]
+                if k < len(names):
+                    name = names[k]
+                    self.step_rows[name] = row
+                    row["detail"].value = ""  # _draw only clears it for ended steps
+                    self._row_names[k].value = (
+                        f"<b>{html.escape(display.get(name, name))}</b> <span style='color:gray'>{html.escape(name)}</span>"
+                    )
+                    box.layout.display = None
+                else:
+                    box.layout.display = "none"
+            self.page_label.value = self._page_text(page)
+
         def _on_concurrency(self, change: dict[str, Any]) -> None:
             if self._syncing:
                 return
@@ -359,7 +432,9 @@ else:
 
         # ------------------------------------------------------------ drawing (loop thread)
         def _flush(self) -> None:
-            snap = self.view.snapshot()
+            if self._paged:
+                self._turn_page()
+            snap = self.view.snapshot(self._shown())
             if snap is None:
                 self.headline.value = "not started"
                 return
@@ -428,7 +503,7 @@ else:
             self._flush()
 
         def snapshot(self) -> RunSnapshot | None:
-            return self.view.snapshot()
+            return self.view.snapshot(self._shown())
 
         def text(self) -> str:
             """The dashboard as text (what a front-end without widgets shows)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 from yukkuri_nb.core.definitions import StepStatus
 from yukkuri_nb.core.events import Event, EventKind
@@ -109,6 +109,9 @@ class RunSnapshot:
     max_concurrent_steps: int
     steps: tuple[StepRow, ...]
     pools: tuple[PoolRow, ...]
+    #: ``(name, display name, error)`` of every failed step of the run, also
+    #: those left out of ``steps`` by a windowed :meth:`RunView.snapshot`.
+    failures: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def headline(self) -> str:
@@ -129,7 +132,7 @@ class RunSnapshot:
 
     def errors(self) -> list[tuple[str, str]]:
         """``(display name, message)`` of every failed step, plus the cancel reason if any."""
-        out = [(f"{s.display_name} ({s.name})", s.error or "failed") for s in self.steps if s.status is StepStatus.FAILED]
+        out = [(f"{display} ({name})", error or "failed") for name, display, error in self.failures]
         if self.cancel_reason and self.status is StepStatus.CANCELLED:
             out.append(("中止 cancelled", self.cancel_reason))
         return out
@@ -178,6 +181,8 @@ class RunView:
         self._first_start: dict[str, float] = {}
         self._end: dict[str, float] = {}
         self._last_seq = 0
+        self._display_graph: Any = None
+        self._display: dict[str, str] = {}
         self.catch_up()
 
     def catch_up(self) -> None:
@@ -206,23 +211,30 @@ class RunView:
                 self._end[event.step] = event.time
         return True
 
-    def snapshot(self) -> RunSnapshot | None:
-        """The run right now, or ``None`` if the engine knows no run of this project."""
+    def snapshot(self, steps: Iterable[str] | None = None) -> RunSnapshot | None:
+        """The run right now, or ``None`` if the engine knows no run of this project.
+
+        ``steps`` limits the rows to those step names (a dashboard page of a
+        large run): a snapshot then costs ``O(rows)``, not ``O(steps)``, apart
+        from the overall fraction and the ETA.  Counters, ``failures`` and
+        the ETA always cover the whole run.
+        """
         engine = self.engine
         state = engine.get_execution_status(self.project_id)
         if state is None:
             return None
         now = engine.clock.now()
         finished = state.is_finished
-        display = _display_names(engine, state.workflow_name)
+        display = self._display_names(state.workflow_name)
+        statuses = state.step_statuses
+        progress = state.step_progress
+        # Sub-progress of running steps (every started step has an entry).
+        partial = sum(f for name, f in list(progress.items()) if statuses.get(name) is StepStatus.RUNNING)
+        names = list(statuses) if steps is None else [n for n in steps if n in statuses]
         rows = []
-        partial = 0.0
-        for name, status in list(state.step_statuses.items()):
-            fraction = state.step_progress.get(name, 0.0)
-            if status is StepStatus.COMPLETED:
-                fraction = 1.0
-            elif status is StepStatus.RUNNING:
-                partial += fraction
+        for name in names:
+            status = statuses[name]
+            fraction = 1.0 if status is StepStatus.COMPLETED else progress.get(name, 0.0)
             start = self._first_start.get(name)
             elapsed = None if start is None else max(0.0, self._end.get(name, now) - start)
             error = state.step_errors.get(name, "") if status in (StepStatus.FAILED, StepStatus.RETRYING) else ""
@@ -238,6 +250,11 @@ class RunView:
                     error=error,
                 )
             )
+        failures = tuple(
+            (name, display.get(name, name), error)
+            for name, error in list(state.step_errors.items())
+            if statuses.get(name) is StepStatus.FAILED
+        )
         total = state.total_steps
         return RunSnapshot(
             project_id=self.project_id,
@@ -258,7 +275,19 @@ class RunView:
             max_concurrent_steps=engine.max_concurrent_steps,
             steps=tuple(rows),
             pools=tuple(_pool_rows(engine, state.workflow_name)),
+            failures=failures,
         )
+
+    def _display_names(self, workflow_name: str) -> dict[str, str]:
+        # Cached per registered graph (re-registering a workflow makes a new one).
+        try:
+            graph = self.engine.get_workflow(workflow_name)
+        except Exception:  # the workflow was unregistered since: show step names
+            return {}
+        if self._display_graph is not graph:
+            self._display_graph = graph
+            self._display = {s.name: s.display_name or s.name for s in graph.steps}
+        return self._display
 
     def text(self) -> str:
         snap = self.snapshot()
@@ -277,14 +306,6 @@ def format_seconds(seconds: float) -> str:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
-
-
-def _display_names(engine: "WorkflowEngine", workflow_name: str) -> dict[str, str]:
-    try:
-        graph = engine.get_workflow(workflow_name)
-    except Exception:  # the workflow was unregistered since: show step names
-        return {}
-    return {s.name: s.display_name or s.name for s in graph.steps}
 
 
 def _pool_rows(engine: "WorkflowEngine", workflow_name: str) -> list[PoolRow]:
