@@ -62,7 +62,8 @@ def test_notebooks_carry_no_outputs_and_name_the_python3_kernel():
         nbformat.validate(nb)
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{path.name} has outputs"
         assert nb.metadata.kernelspec.name == "python3"
-    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == ["01_quickstart.ipynb", "02_plans.ipynb", "03_performance.ipynb"]
+    # the toolkit's three (other notebooks, e.g. the Dask one, are checked by their own tests)
+    assert {p.name for p in NOTEBOOKS.glob("*.ipynb")} >= {"01_quickstart.ipynb", "02_plans.ipynb", "03_performance.ipynb"}
 
 
 @pytest.mark.timeout(300)
