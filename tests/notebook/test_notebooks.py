@@ -129,5 +129,22 @@ def test_performance_notebook_builds_frames_charts_a_sweep_and_an_offline_report
     assert len(outputs_with(nb, "image/png")) >= 2  # Gantt and sweep charts shown inline
 
 
+@pytest.mark.timeout(300)
+def test_dask_notebook_runs_the_pipeline_on_a_local_cluster(tmp_path):
+    pytest.importorskip("distributed", reason="the dask extra is part of dev: pip install -e '.[dev]'")
+    nb = execute("04_dask", tmp_path)
+    text = text_of(nb)
+    assert "workers: 2 | Dask dashboard: True" in text
+    assert "completed 7/7" in text
+    ran_on = re.findall(r"^(\w+) +running on Dask worker tcp://\S+ \(pid (\d+)\)$", text, re.M)
+    assert len(ran_on) == 7 and {step for step, _ in ran_on} >= {"tts_generation", "video_composition"}
+    assert "video.mp4 True True" in text
+    assert (tmp_path / "out" / "dask" / "dask-episode" / "video.mp4").stat().st_size > 10_000
+    assert "primes: [2262, 2262, 2262, 2262]" in text
+    assert "ran in the kernel: True | worker processes used: 2 | none is the kernel: True" in text
+    assert len(outputs_with(nb, WIDGET_VIEW)) == 1  # the run's dashboard
+    assert any("Dask dashboard</a>" in html for html in outputs_with(nb, "text/html"))
+
+
 def test_kernel_manager_runs_this_interpreter(tmp_path):
     assert kernel_manager(tmp_path).kernel_spec.argv[:3] == [sys.executable, "-m", "ipykernel_launcher"]
