@@ -35,6 +35,7 @@ import logging
 import os
 import random
 import threading
+import types
 import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -43,7 +44,7 @@ from typing import Any, Callable, Iterable, Mapping
 from .clock import Clock, RealClock
 from .definitions import StepStatus, WorkflowStepDefinition
 from .events import Event, EventBus, EventKind, Observer, new_event
-from .executors import ExecutorRegistry
+from .executors import ExecutorRegistry, call_sync
 from .graph import DependencyResolver, WorkflowGraph
 from .plan import WorkflowExecutionPlan, simulate_schedule
 from .processors import FunctionProcessor, StepExecutionContext, StepProcessor, as_processor
@@ -93,6 +94,10 @@ class WorkflowEngine:
             or an executor object such as ``yukkuri_nb.distributed.DaskExecutor``;
             a step may name another (see :mod:`~yukkuri_nb.core.executors`).
     """
+
+    #: Seconds ``execute_workflow`` waits, after the run ended, for async
+    #: progress callbacks still running; then they are cancelled.
+    callback_grace_seconds: float = 5.0
 
     def __init__(
         self,
@@ -479,12 +484,28 @@ class WorkflowEngine:
                 # The caller's task was cancelled: no step may outlive the call.
                 self.cancel_workflow(run.project_id, "execute_workflow() was cancelled")
                 await asyncio.wait([run.done])
+                for task in list(run.callback_tasks):
+                    task.cancel()
                 raise
             if run.callback_tasks:
-                await asyncio.wait(list(run.callback_tasks), timeout=5)
+                await self._settle_callbacks(run)
             return self._build_result(run)
         finally:
             self._release_run(run)
+
+    async def _settle_callbacks(self, run: _Run) -> None:
+        # Async progress callbacks still going when the run ends get
+        # callback_grace_seconds, then are cancelled: no task of a run
+        # outlives execute_workflow().
+        _, late = await asyncio.wait(list(run.callback_tasks), timeout=self.callback_grace_seconds)
+        if late:
+            log.warning(
+                "run %r: %d async progress callback(s) still running %gs after the run ended were cancelled; "
+                "make the callback return sooner", run.project_id, len(late), self.callback_grace_seconds,
+            )
+            for task in late:
+                task.cancel()
+            await asyncio.wait(late, timeout=self.callback_grace_seconds)
 
     def _restore(self, run: _Run) -> bool:
         if self.run_store is None or run.fresh:
@@ -652,12 +673,14 @@ class WorkflowEngine:
                     raw = await executor.run(processor, context, data)
                 elif processor.runs_in_thread:
                     fn = processor.fn if isinstance(processor, FunctionProcessor) else processor.execute
-                    raw = await run.loop.run_in_executor(self._thread_pool(), fn, context, data)
+                    raw = await run.loop.run_in_executor(self._thread_pool(), call_sync, fn, context, data)
                 else:
                     # An async function processor: call it directly (one coroutine less).
                     execute = processor.fn if type(processor) is FunctionProcessor else processor.execute
                     raw = await execute(context, data)
-                if asyncio.iscoroutine(raw) or isinstance(raw, asyncio.Future):
+                # asyncio.iscoroutine is also true of plain generators, which
+                # cannot be awaited: those fail in _coerce as a wrong type.
+                if (asyncio.iscoroutine(raw) and not isinstance(raw, types.GeneratorType)) or isinstance(raw, asyncio.Future):
                     raw = await raw
         except TimeoutError as exc:
             if scope is not None and scope.expired():

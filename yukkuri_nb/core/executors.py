@@ -112,6 +112,23 @@ def processor_callable(processor: StepProcessor) -> tuple[Callable[..., Any], bo
     return processor.execute, not processor.runs_in_thread
 
 
+def call_sync(fn: Callable[..., Any], context: Any, input_data: Any) -> Any:
+    """``fn(context, input_data)`` for a worker thread; a ``StopIteration`` it raises becomes a ``RuntimeError``.
+
+    An asyncio future refuses to hold ``StopIteration`` (``set_exception``
+    raises ``TypeError`` inside the loop's callback), so without this the
+    step would wait forever for its thread's result; coroutines get the same
+    conversion from Python itself (PEP 479).
+    """
+    try:
+        return fn(context, input_data)
+    except StopIteration as exc:
+        raise RuntimeError(
+            f"the processor of step {getattr(context, 'step_name', '?')!r} raised StopIteration; "
+            "raise an ordinary exception to fail a step"
+        ) from exc
+
+
 class InProcessExecutor(StepExecutor):
     """Today's behaviour: async on the loop, sync in a worker thread.
 
@@ -125,7 +142,7 @@ class InProcessExecutor(StepExecutor):
         fn, is_async = processor_callable(processor)
         if is_async:
             return await fn(context, input_data)
-        return await asyncio.to_thread(fn, context, input_data)
+        return await asyncio.to_thread(call_sync, fn, context, input_data)
 
 
 class ThreadExecutor(StepExecutor):
@@ -154,7 +171,7 @@ class ThreadExecutor(StepExecutor):
         fn, is_async = processor_callable(processor)
         if is_async:
             return await fn(context, input_data)
-        return await asyncio.get_running_loop().run_in_executor(self._threads(), fn, context, input_data)
+        return await asyncio.get_running_loop().run_in_executor(self._threads(), call_sync, fn, context, input_data)
 
     def close(self) -> None:
         with self._lock:
