@@ -105,6 +105,49 @@ def test_one_failing_tts_line_keeps_the_lines_before_it(tmp_path):
     assert len(context.progress) == 2
 
 
+def test_a_failed_step_is_noted_in_the_summary_until_it_succeeds(tmp_path):
+    processors = make_processors(default_providers().replace(tts=ToneSynth(fail_on="またね")), tmp_path)
+    context = FakeContext("p3")
+    data = {**INPUT, "script": tiny_script().model_dump(mode="json")}
+    with pytest.raises(PipelineError):
+        asyncio.run(processors["tts_generation"](context, data))
+    summary = json.loads((tmp_path / "p3" / "summary.json").read_text("utf-8"))
+    assert summary["failed"]["tts_generation"]["error"].startswith("tts_generation: line 3 of 3")
+    fixed = make_processors(default_providers().replace(tts=ToneSynth()), tmp_path)
+    asyncio.run(fixed["tts_generation"](context, data))
+    summary = json.loads((tmp_path / "p3" / "summary.json").read_text("utf-8"))
+    assert "failed" not in summary and "tts_generation" in summary["steps"]
+
+
+def test_a_step_cancelled_while_working_is_not_noted_as_failed(tmp_path):
+    release = threading.Event()
+
+    class GatedSynth(ToneSynth):
+        def synthesize(self, text, **kw):
+            if self.calls:  # every line after the first waits until the step has been cancelled
+                release.wait(timeout=30)
+            return super().synthesize(text, **kw)
+
+    processors = make_processors(default_providers().replace(tts=GatedSynth()), tmp_path)
+    context = FakeContext("p4")
+    data = {**INPUT, "script": tiny_script().model_dump(mode="json")}
+
+    async def cancel_after_the_first_line():
+        task = asyncio.ensure_future(processors["tts_generation"](context, data))
+        while not context.progress:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.sleep(0)  # let the cancellation reach the worker bridge
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_after_the_first_line())
+    assert len(context.progress) < 3  # stopped part-way
+    summary = tmp_path / "p4" / "summary.json"
+    assert not summary.exists() or "failed" not in json.loads(summary.read_text("utf-8"))
+
+
 @pytest.mark.parametrize(
     "settings, field",
     [({"resolution": "640x361"}, "video_settings.resolution"), ({"fps": 0}, "video_settings.fps"),

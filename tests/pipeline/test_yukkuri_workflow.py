@@ -197,6 +197,9 @@ def test_unknown_genre_fails_the_first_step_and_skips_the_rest(tmp_path):
     message = result.step_results["theme_selection"].error_message
     assert "theme_selection: unknown genre '魔法' (field 'user_preferences.preferred_genres'); fix: use one or more" in message
     assert {result.step_results[s].status for s in result.step_results if s != "theme_selection"} == {StepStatus.SKIPPED}
+    summary = json.loads((tmp_path / "bad" / "summary.json").read_text("utf-8"))
+    assert summary["steps"] == {} and summary["failed"]["theme_selection"]["error"].startswith(
+        "theme_selection: unknown genre '魔法'")
 
 
 def test_ffmpeg_failure_keeps_finished_artifacts(tmp_path, monkeypatch):
@@ -215,6 +218,10 @@ def test_ffmpeg_failure_keeps_finished_artifacts(tmp_path, monkeypatch):
     assert not (folder / "video.mp4").exists() and not (folder / "video.mp4.part").exists()
     summary = json.loads((folder / "summary.json").read_text("utf-8"))
     assert "video_composition" not in summary["steps"] and "tts_generation" in summary["steps"]
+    # the run summary says what failed and how to fix it
+    assert list(summary["failed"]) == ["video_composition"]
+    assert summary["failed"]["video_composition"]["error"].startswith("video_composition: ffmpeg failed while")
+    assert "(field 'ffmpeg'); fix:" in summary["failed"]["video_composition"]["error"]
 
 
 def test_heavy_steps_leave_the_event_loop_free(real_run):
@@ -264,6 +271,8 @@ def test_missing_font_fails_the_drawing_steps_by_name_and_keeps_the_audio(tmp_pa
     assert not (folder / "video.mp4").exists() and not (folder / "thumbnail.png").exists()
     summary = json.loads((folder / "summary.json").read_text("utf-8"))
     assert {"tts_generation", "subtitle_generation"} <= set(summary["steps"])
+    assert set(summary["failed"]) == {"video_composition", "thumbnail_generation"}
+    assert "fonts-noto-cjk" in summary["failed"]["thumbnail_generation"]["error"]
 
 
 def test_tts_failure_on_one_line_names_the_line_and_keeps_the_finished_work(tmp_path):

@@ -20,10 +20,13 @@ Outputs by step::
 A :class:`~.errors.PipelineError` raised anywhere below gets the step's name
 filled in, so the engine records e.g. ``tts_generation: line 3 of 12 (魔理沙:
 '…') could not be synthesised: … (field 'script.lines[2].text'); fix: …``.
+The same message is noted under ``failed`` in the project's ``summary.json``
+(a cancellation is not a failure and is not noted).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -251,6 +254,19 @@ def make_processors(providers: Providers, output_dir: str | Path) -> dict[str, P
         project.record_step("thumbnail_generation", stats, {"thumbnail": project.thumbnail})
         return {"thumbnail_path": str(project.thumbnail), "thumbnail": stats}
 
+    def noting_failures(step: str, fn: Processor) -> Processor:
+        @functools.wraps(fn)  # keeps fn.step_name
+        async def wrapper(context, data):
+            try:
+                return await fn(context, data)
+            except Exception as exc:  # CancelledError is a BaseException: not a failure
+                message = str(exc) if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"
+                with contextlib.suppress(OSError):  # the disk may be what failed: the engine still has the error
+                    layout(context).record_failure(step, message)
+                raise
+
+        return wrapper
+
     processors = {
         "theme_selection": theme_selection,
         "script_generation": script_generation,
@@ -261,4 +277,4 @@ def make_processors(providers: Providers, output_dir: str | Path) -> dict[str, P
         "thumbnail_generation": thumbnail_generation,
     }
     assert tuple(processors) == STEP_NAMES
-    return processors
+    return {step: noting_failures(step, fn) for step, fn in processors.items()}

@@ -14,7 +14,8 @@ never share a folder.  The result always lies inside ``output_dir``.
 
 ``summary.json`` is updated by every step as it finishes (under a lock, by
 atomic replace), so it always describes the artifacts that exist, even after
-a failure.
+a failure; a step that failed is listed under ``failed`` with its error
+(which names the field and the fix) until it succeeds on a later run.
 """
 
 from __future__ import annotations
@@ -123,11 +124,29 @@ class ProjectLayout:
             summary = self.read_summary()
             summary["project_id"] = self.project_id
             summary["folder"] = str(self.root)
-            summary.setdefault("steps", {})[step] = {
-                "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                **outputs,
-            }
+            summary.setdefault("steps", {})[step] = {"finished_at": _now(), **outputs}
             for name, path in (files or {}).items():
                 summary.setdefault("files", {})[name] = str(path)
+            failed = summary.get("failed") or {}
+            failed.pop(step, None)  # it failed before and has now succeeded
+            if failed:
+                summary["failed"] = failed
+            else:
+                summary.pop("failed", None)
             summary["updated_at"] = summary["steps"][step]["finished_at"]
             self.write_json(self.summary, summary)
+
+    def record_failure(self, step: str, error: str) -> None:
+        """Note in summary.json that ``step`` failed with ``error``; finished steps stay listed."""
+        with _lock_for(self.summary):
+            summary = self.read_summary()
+            summary["project_id"] = self.project_id
+            summary["folder"] = str(self.root)
+            summary.setdefault("steps", {})
+            summary.setdefault("failed", {})[step] = {"failed_at": _now(), "error": error}
+            summary["updated_at"] = summary["failed"][step]["failed_at"]
+            self.write_json(self.summary, summary)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
