@@ -249,6 +249,22 @@ def test_unpicklable_input_fails_the_step_with_a_fix(client):
     assert message.endswith("or run the step with executor='inprocess'")
 
 
+def raises(context, data):
+    if data["kind"] == "stop":
+        raise StopIteration("no more")
+    raise KeyError(data["kind"])
+
+
+def test_a_processor_error_on_a_worker_fails_the_step_with_that_error(client):
+    engine = dask_engine(client, [W(name="a")], {"a": raises})
+    key_error = engine.execute_workflow_sync("wf", "key", {"kind": "missing"}).step_results["a"]
+    stop = engine.execute_workflow_sync("wf", "stop", {"kind": "stop"}).step_results["a"]
+    assert (key_error.status, key_error.error_type) == (StepStatus.FAILED, "KeyError")
+    assert stop.error_type == "RuntimeError" and stop.error_message == "RuntimeError: " + (
+        "the processor of step 'a' raised StopIteration; raise an ordinary exception to fail a step"
+    )
+
+
 def test_bad_resource_mapping_and_client_are_refused(client):
     with pytest.raises(ValueError, match=r"^DaskExecutor\(resources=\.\.\.\): pool 'video_encoder' maps to 3; map it to a Dask worker resource name"):
         DaskExecutor(client, resources={"video_encoder": 3})

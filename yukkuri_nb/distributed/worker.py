@@ -57,12 +57,20 @@ def run_step_task(fn: Callable[..., Any], context: RemoteStepContext, input_data
 
     context.bind(sink, is_cancelled)
     sink("start", worker.address, os.getpid())
-    if inspect.iscoroutinefunction(fn):
-        return asyncio.run(_watched(fn(context, input_data), is_cancelled))
-    out = fn(context, input_data)
-    if inspect.isawaitable(out):
-        out = asyncio.run(_watched(out, is_cancelled))
-    return out
+    try:
+        if inspect.iscoroutinefunction(fn):
+            return asyncio.run(_watched(fn(context, input_data), is_cancelled))
+        out = fn(context, input_data)
+        if inspect.isawaitable(out):
+            out = asyncio.run(_watched(out, is_cancelled))
+        return out
+    except StopIteration as exc:
+        # Re-raised by future.result() in the engine's executor thread, a
+        # StopIteration cannot be stored in an asyncio future: the step
+        # would wait forever.
+        raise RuntimeError(
+            f"the processor of step {context.step_name!r} raised StopIteration; raise an ordinary exception to fail a step"
+        ) from exc
 
 
 async def _watched(awaitable: Any, is_cancelled: Callable[[], bool]) -> Any:
