@@ -178,3 +178,10 @@ def test_thumbnail_is_a_small_1280x720_png_with_the_catch_phrase(tmp_path):
     assert stats["bytes"] == (tmp_path / "t.png").stat().st_size < MAX_THUMBNAIL_BYTES
     yellow = np.all(np.abs(pixels[:360, :] - (255, 245, 80)) < 20, axis=-1).sum()
     assert yellow > 5000  # the big catch phrase
+    # the title is written in the band at the bottom: another title changes that band and nothing above it
+    other = TitleInfo(title="【ゆっくり解説】タコの心臓は三つ", thumbnail_text=theme.thumbnail)
+    ThumbnailPainter().render(title=other, theme=theme, out_path=tmp_path / "t2.png")
+    with Image.open(tmp_path / "t2.png") as image:
+        changed = np.abs(np.asarray(image.convert("RGB"), dtype=np.int16) - pixels).max(axis=-1) > 60
+    rows = np.nonzero(changed.any(axis=1))[0]
+    assert changed.sum() > 2000 and rows.min() >= 560, (changed.sum(), rows.min())
