@@ -196,7 +196,7 @@ class WorkflowEngine:
         """The validated graph of workflow ``name``."""
         try:
             return self._workflows[name]
-        except KeyError:
+        except (KeyError, TypeError):  # TypeError: an unhashable name (a list, a dict)
             known = ", ".join(repr(n) for n in sorted(self._workflows)) or "none"
             raise UnknownWorkflowError(
                 f"no workflow named {name!r} is registered (registered: {known}); "

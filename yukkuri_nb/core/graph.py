@@ -243,7 +243,9 @@ class DependencyResolver:
             return order
         cycle = _find_cycle(parents, {i for i, m in enumerate(missing) if m > 0})
         names = [defs[i].name for i in cycle]
-        text = " -> ".join(names)
+        # A long cycle is shown by its ends (the error carries every name).
+        shown = names if len(names) <= 12 else [*names[:5], f"... ({len(names) - 1} steps in all) ...", *names[-5:]]
+        text = " -> ".join(shown)
         raise CycleError(
             f"workflow {workflow_name!r} has a dependency cycle: {text} "
             f"(x -> y means y depends on x); remove one of these dependencies",

@@ -139,8 +139,12 @@ class _Run:
                     task = asyncio.get_running_loop().create_task(out)
                     self.callback_tasks.add(task)
                     task.add_done_callback(self._callback_done)
-            except (KeyboardInterrupt, SystemExit):
-                raise
+            except (KeyboardInterrupt, SystemExit) as exc:
+                # As in a step: the run is cancelled (Ctrl-C means stop) and
+                # the engine goes on.  Re-raising would escape from whichever
+                # step task emitted the event and stop the loop mid-run.
+                self.state.callback_errors += 1
+                self.engine.cancel_workflow(self.project_id, f"{type(exc).__name__} in the progress callback")
             except BaseException:  # any other escape would kill the step's task and hang the run
                 self.state.callback_errors += 1
                 _log_callback_error(self, event)
