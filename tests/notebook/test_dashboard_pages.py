@@ -48,3 +48,29 @@ def test_a_large_run_shows_a_page_of_rows_and_every_failure(monkeypatch):
     assert dash.step_rows["s6"]["status"].value == "失敗 failed"
     assert dash._row_boxes[1].layout.display == "none"  # the last page has one step
     assert len(dash.snapshot().steps) == 1 and dash.snapshot().failed == 1
+
+
+def test_closing_a_dashboard_closes_its_widgets_and_lets_the_engine_go():
+    import gc
+    import weakref
+
+    import ipywidgets
+
+    engine = WorkflowEngine(clock=VirtualClock())
+    engine.register_workflow("one", [Step(name="s0")])
+    engine.register_step_processor("s0", lambda context, data: None)
+
+    async def main():
+        run = engine.start("one", "p1")
+        dash = run.dashboard
+        await run
+        return dash
+
+    dash = engine.clock.run(main())
+    buttons = list(dash.buttons.values())
+    dash.close()
+    assert all(isinstance(b, ipywidgets.Button) and b.comm is None for b in buttons)  # closed
+    gone = weakref.ref(engine)
+    del engine, dash, buttons
+    gc.collect()
+    assert gone() is None

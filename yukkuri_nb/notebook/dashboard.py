@@ -85,6 +85,14 @@ _STEP_BAR_STYLE = {
 }
 
 
+def _descendants(widget: Any) -> list[Any]:
+    out = []
+    for child in getattr(widget, "children", ()):
+        out.extend(_descendants(child))
+        out.append(child)
+    return out
+
+
 class TextDashboard:
     """The dashboard as text: what a run looks like without ipywidgets or a front-end.
 
@@ -164,7 +172,7 @@ else:
         # above MAX_PLAN_STEPS no plan picture is drawn (dot cannot lay it out
         # in useful time).
         MAX_STEP_ROWS = 500
-        PAGE_SIZE = 25
+        PAGE_SIZE = 10
         MAX_PLAN_STEPS = 500
 
         def __init__(self, handle: "RunHandle", *, plan: bool = True) -> None:
@@ -525,6 +533,10 @@ else:
                 if not getattr(self, "_closed", True):
                     self._stop()
             finally:
+                # ipywidgets keeps every open widget alive; the buttons' handlers
+                # would keep this dashboard, its engine and its runs' histories too.
+                for child in _descendants(self):
+                    child.close()
                 super().close()
 
         def __repr__(self) -> str:

@@ -47,6 +47,12 @@ class Coalescer:
 
     def mark(self) -> None:
         """Note that something changed; a flush will follow within ``interval`` seconds."""
+        if self._handle is not None:
+            # A flush is already pending and reads the state when it runs, so
+            # it shows this change too (the change happened before this read,
+            # and _run clears _handle before it flushes).  Every engine event
+            # of a watched run comes here: this keeps it to one attribute read.
+            return
         if self._closed or self.loop.is_closed():
             return
         if _running_loop() is self.loop:
