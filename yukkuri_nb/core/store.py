@@ -248,6 +248,15 @@ def _loads(text: str | None) -> Any:
     return json.loads(text, object_hook=_decode_hook) if text else {}
 
 
+def _loads_or_note(text: Any, what: str) -> Any:
+    """:func:`_loads` for reading history: a damaged record reads as a note, not an exception."""
+    try:
+        return _loads(text)
+    except ValueError:  # not JSON (JSONDecodeError, or bytes that are not UTF-8)
+        log.warning("run store: %s is not JSON; it reads as a note", what)
+        return {_REPR_KEY: f"<unreadable {what}: not JSON>"}
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=repr, allow_nan=False)
 
@@ -959,13 +968,14 @@ class SQLiteRunStore:
                 kind = EventKind(r["kind"])
             except ValueError:
                 continue  # a kind from a newer yukkuri_nb
-            out.append(Event(r["seq"], r["time"], kind, r["project_id"], r["workflow_name"], r["step"], _loads(r["data"])))
+            out.append(Event(r["seq"], r["time"], kind, r["project_id"], r["workflow_name"], r["step"],
+                             _loads_or_note(r["data"], f"data of event {r['seq']}")))
         return out
 
     def outputs(self, run_id: str) -> dict[str, dict[str, Any]]:
         """Step name -> stored ``output_data`` (paths as :class:`pathlib.Path`, non-JSON values as ``{"__yukkuri_repr__": ...}``)."""
         rid = self.resolve_run_id(run_id)
-        return {r["step"]: _loads(r["output"]) for r in self._read("SELECT step, output FROM outputs WHERE run_id = ?", (rid,))}
+        return {r["step"]: _loads_or_note(r["output"], f"output of step {r['step']!r}") for r in self._read("SELECT step, output FROM outputs WHERE run_id = ?", (rid,))}
 
     def artifacts(self, run_id: str) -> list[dict[str, Any]]:
         """Files referenced by the run's outputs: ``step``, ``path``, ``size``, ``sha256``."""
