@@ -382,6 +382,17 @@ class WorkflowEngine:
         :class:`ProjectAlreadyRunningError` before any step runs.  With a run
         store, a previous unfinished run of ``project_id`` is resumed (its
         completed steps are not run again) unless ``fresh=True``.
+
+        Misbehaviour, and what it does: a processor returning anything but a
+        dict, ``None`` or a well-formed :class:`StepResult`, or raising any
+        exception (``BaseException`` subclasses and ``StopIteration``
+        included), fails its step; ``KeyboardInterrupt`` / ``SystemExit`` in
+        a processor or in ``progress_callback`` cancels the run.  Any other
+        exception in the callback is logged and counted
+        (``state.callback_errors``).  A sync callback runs on the loop thread:
+        while it blocks, no step of the engine starts or ends.  An async
+        callback still running :attr:`callback_grace_seconds` after the run
+        ended is cancelled.
         """
         run = self._prepare(workflow_name, project_id, initial_input, progress_callback, fail_fast=fail_fast, fresh=fresh)
         return await self._drive(run)
