@@ -200,7 +200,8 @@ def test_cancel_reaches_the_worker_and_stops_the_step(client, tmp_path):
 
     assert result.status is StepStatus.CANCELLED
     assert result.step_results["spin"].status is StepStatus.CANCELLED
-    wait_for(marker.exists, "the worker to stop the cancelled step")
+    # exists() can be true before write_text() wrote the pid: wait for the content.
+    wait_for(lambda: marker.exists() and marker.read_text(), "the worker to stop the cancelled step")
     assert int(marker.read_text()) in worker_pids(client)
     wait_for(lambda: not any(client.processing().values()), "the scheduler to drop the task")
 
