@@ -29,7 +29,9 @@ their work is handed to the loop with ``call_soon_threadsafe``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
+import math
 import itertools
 import logging
 import os
@@ -42,10 +44,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Mapping
 
 from .clock import Clock, RealClock
-from .definitions import StepStatus, WorkflowStepDefinition
+from .definitions import StepPriority, StepStatus, WorkflowStepDefinition
 from .events import Event, EventBus, EventKind, Observer, new_event
 from .executors import ExecutorRegistry, call_sync
-from .graph import DependencyResolver, WorkflowGraph
+from .graph import DependencyResolver, WorkflowGraph, effective_priorities
 from .plan import WorkflowExecutionPlan, simulate_schedule
 from .processors import FunctionProcessor, StepExecutionContext, StepProcessor, as_processor
 from .resources import ResourceManager
@@ -169,6 +171,8 @@ class WorkflowEngine:
         if not isinstance(name, str) or not name:
             raise WorkflowEngineError(f"a workflow name must be a non-empty string, got {name!r}")
         graph = self.dependency_resolver.resolve(name, steps)
+        if len(graph.urgency) != len(graph):  # a custom resolver's graph built without it
+            graph = dataclasses.replace(graph, urgency=effective_priorities(graph.steps, graph.children, graph.order))
         self._workflows[name] = graph
         return graph
 
@@ -374,6 +378,7 @@ class WorkflowEngine:
         *,
         fail_fast: bool | None = None,
         fresh: bool = False,
+        priority: StepPriority | int = StepPriority.NORMAL,
     ) -> WorkflowExecutionResult:
         """Run workflow ``workflow_name`` for ``project_id`` and return its result.
 
@@ -382,6 +387,13 @@ class WorkflowEngine:
         :class:`ProjectAlreadyRunningError` before any step runs.  With a run
         store, a previous unfinished run of ``project_id`` is resumed (its
         completed steps are not run again) unless ``fresh=True``.
+
+        Runs sharing the engine are served in order of ``priority`` (the
+        run's, default NORMAL), then first come, first served: a ready step of
+        an earlier run goes before any of a later run of the same priority,
+        so a batch finishes its videos one after another instead of all at
+        the end.  Within a run, steps go by their effective priority (see
+        :mod:`yukkuri_nb.core.scheduler`).
 
         Misbehaviour, and what it does: a processor returning anything but a
         dict, ``None`` or a well-formed :class:`StepResult`, or raising any
@@ -394,7 +406,9 @@ class WorkflowEngine:
         callback still running :attr:`callback_grace_seconds` after the run
         ended is cancelled.
         """
-        run = self._prepare(workflow_name, project_id, initial_input, progress_callback, fail_fast=fail_fast, fresh=fresh)
+        run = self._prepare(
+            workflow_name, project_id, initial_input, progress_callback, fail_fast=fail_fast, fresh=fresh, priority=priority
+        )
         return await self._drive(run)
 
     def execute_workflow_sync(self, workflow_name: str, project_id: str, initial_input: Mapping[str, Any] | None = None, **kwargs: Any) -> WorkflowExecutionResult:
@@ -422,8 +436,14 @@ class WorkflowEngine:
         *,
         fail_fast: bool | None = None,
         fresh: bool = False,
+        priority: StepPriority | int = StepPriority.NORMAL,
     ) -> _Run:
         graph = self.get_workflow(workflow_name)
+        if isinstance(priority, bool) or not isinstance(priority, int) or int(priority) not in StepPriority._value2member_map_:
+            raise WorkflowEngineError(
+                f"priority of project {project_id!r} must be a StepPriority "
+                f"({', '.join(p.name for p in StepPriority)}), got {priority!r}"
+            )
         if not isinstance(project_id, str) or not project_id:
             raise WorkflowEngineError(f"project_id must be a non-empty string, got {project_id!r}")
         if initial_input is None:
@@ -472,6 +492,7 @@ class WorkflowEngine:
             run.done = loop.create_future()
             run.record_history = self.record_history
             run.fresh = fresh
+            run.order = (-int(priority), run.seq)
             self._runs[project_id] = run
         return run
 
@@ -603,7 +624,8 @@ class WorkflowEngine:
     def _queue(self, run: _Run, i: int) -> None:
         step = run.graph.steps[i]
         run.status[i] = StepStatus.READY
-        entry = (-step.priority, -run.graph.rank[i], run.seq, i, run)
+        # The key of scheduler.py's policy; plan.simulate_schedule builds the same.
+        entry = (run.order, -run.graph.urgency[i], -run.graph.rank[i], i, run)
         if run.paused:
             run.parked.append(entry)
         else:
@@ -622,7 +644,7 @@ class WorkflowEngine:
             slots = self._max_concurrent - self._running
             if slots <= 0:
                 return
-            for entry in ready.pop_startable(slots, rm.try_acquire_all):
+            for entry in ready.pop_startable(slots, rm.try_acquire_all, self._claim_horizon, self._fits_before):
                 run = entry[4]
                 i = entry[3]
                 if run.paused or run.cancelled:
@@ -636,6 +658,9 @@ class WorkflowEngine:
                 slot = self._free_slots.pop() if self._free_slots else self._take_new_slot()
                 self._running += 1
                 run.status[i] = StepStatus.RUNNING
+                if run.graph.pools[i]:
+                    est = run.graph.steps[i].estimated_duration
+                    run.pool_ends[i] = self.clock.now() + est if est > 0 else None
                 started.append((run, i, slot))
         for entry in deferred:
             run = entry[4]
@@ -645,6 +670,38 @@ class WorkflowEngine:
                 run.parked.append(entry)
         for run, i, slot in started:
             self._start(run, i, slot)
+
+    def _claim_horizon(self, pools: frozenset[str]) -> float:
+        """Estimated time at which a unit of each of ``pools`` is free (``-inf``: unknown).
+
+        From the estimated ends of the running steps holding those pools
+        (an overrunning one counts as ending now).  Called only when a
+        ready step is blocked, over at most ``max_concurrent_steps`` steps.
+        """
+        rm = self.resource_manager
+        now = self.clock.now()
+        t = now
+        for p in pools:
+            short = rm.in_use(p) - rm.capacity(p) + 1  # units that must free first
+            if short <= 0:
+                continue
+            ends = []
+            for run in self._runs.values():
+                for i, end in run.pool_ends.items():
+                    if p in run.graph.pools[i]:
+                        if end is None:
+                            return -math.inf
+                        ends.append(end)
+            if len(ends) < short:  # units held outside the engine's steps
+                return -math.inf
+            ends.sort()
+            t = max(t, ends[short - 1])
+        return t
+
+    def _fits_before(self, entry: tuple, until: float) -> bool:
+        """Whether the step of ready ``entry``, started now, is estimated to end by ``until``."""
+        est = entry[4].graph.steps[entry[3]].estimated_duration
+        return est > 0 and self.clock.now() + est <= until
 
     def _take_new_slot(self) -> int:
         slot = self._next_slot
@@ -726,6 +783,7 @@ class WorkflowEngine:
             self._free_slots.append(slot)
             run.tasks.pop(i, None)
             if run.graph.pools[i]:
+                run.pool_ends.pop(i, None)
                 self.resource_manager.release_all(run.graph.pools[i])
         t1 = self.clock.now()
         if cancelled:

@@ -14,7 +14,12 @@ Invariants of a :class:`WorkflowGraph`:
   (the phase of ``i``); steps of one phase never depend on each other;
 * ``rank[i]`` (the upward rank) is ``estimated_duration[i]`` plus the largest
   rank among its children: the longest estimated path from the start of ``i``
-  to the end of the workflow.
+  to the end of the workflow;
+* ``urgency[i]`` (the effective priority) is the highest ``priority`` among
+  ``i`` and all of its descendants: a step cannot start before its ancestors
+  end, so an ancestor is as urgent as the most urgent step waiting on it
+  (priority inheritance; without it a LOW step would hold back a CRITICAL one
+  below it, the classic priority inversion).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pydantic import ValidationError
 from .definitions import WorkflowStepDefinition
 from .workflow_exceptions import CycleError, DependencyError, WorkflowDefinitionError
 
-__all__ = ["DependencyResolver", "WorkflowGraph"]
+__all__ = ["DependencyResolver", "WorkflowGraph", "effective_priorities"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -48,6 +53,10 @@ class WorkflowGraph:
     #: ``sorted(pools[i])`` per step, computed once per graph (event data of
     #: every run's ``step_started``; read-only by contract).
     pool_lists: tuple[list[str], ...] = ()
+    #: effective priority per step (see the module docstring); empty in a
+    #: graph built by hand, which the engine then completes with
+    #: :func:`effective_priorities`.
+    urgency: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -178,6 +187,7 @@ class DependencyResolver:
         for i in reversed(order):
             below = max((rank[c] for c in children[i]), default=0.0)
             rank[i] = defs[i].estimated_duration + below
+        urgency = effective_priorities(defs, children, order)
         return WorkflowGraph(
             name=workflow_name,
             steps=tuple(defs),
@@ -190,6 +200,7 @@ class DependencyResolver:
             rank=tuple(rank),
             pools=tuple(s.required_resources for s in defs),
             pool_lists=tuple(sorted(s.required_resources) for s in defs),
+            urgency=urgency,
         )
 
     @staticmethod
@@ -251,6 +262,18 @@ class DependencyResolver:
             f"(x -> y means y depends on x); remove one of these dependencies",
             names,
         )
+
+
+def effective_priorities(
+    steps: Sequence[WorkflowStepDefinition], children: Sequence[Sequence[int]], order: Sequence[int]
+) -> tuple[int, ...]:
+    """Per step, the highest ``int(priority)`` among it and its descendants (``O(steps + edges)``)."""
+    urgency = [int(s.priority) for s in steps]
+    for i in reversed(order):
+        for c in children[i]:
+            if urgency[c] > urgency[i]:
+                urgency[i] = urgency[c]
+    return tuple(urgency)
 
 
 def _find_cycle(parents: Sequence[tuple[int, ...]], blocked: set[int]) -> list[int]:

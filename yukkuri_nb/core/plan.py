@@ -9,9 +9,11 @@ pool capacities.  ``plan_execution`` uses it for ``estimated_total_time``.
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from .graph import effective_priorities
 from .scheduler import ReadyQueue
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -138,10 +140,14 @@ def simulate_schedule(
     *,
     default_capacity: int = 1,
     durations: Callable[[int, int], float] | None = None,
+    priorities: Sequence[int] | None = None,
 ) -> list[ScheduledStep]:
     """Schedule several runs (one per graph) with the engine's policy on estimated durations.
 
-    ``durations(project, index)`` overrides a step's duration.  Returns one
+    Runs start in list order, so earlier graphs are served first (as runs
+    started earlier are); ``priorities`` gives each run's priority (default
+    NORMAL).  ``durations(project, index)`` overrides a step's duration
+    (backfilling still plans with the estimates, as the engine does).  Returns one
     :class:`ScheduledStep` per step, in start order.  Raises ``ValueError``
     if a pool some step needs has capacity 0 (the run could never finish).
     """
@@ -166,11 +172,28 @@ def simulate_schedule(
 
     ready = ReadyQueue()
     missing = [[len(ps) for ps in g.parents] for g in graphs]
+    orders = [(-int(p), r) for r, p in enumerate(priorities or [2] * len(graphs))]
+    urgencies = [g.urgency if len(g.urgency) == len(g) else effective_priorities(g.steps, g.children, g.order) for g in graphs]
 
     def push(r: int, i: int) -> None:
-        g = graphs[r]
-        step = g.steps[i]
-        ready.push((-int(step.priority), -g.rank[i], r, i), g.pools[i])
+        # The engine's key (WorkflowEngine._queue), with the run's index for the run.
+        ready.push((orders[r], -urgencies[r][i], -graphs[r].rank[i], i, r), graphs[r].pools[i])
+
+    def horizon(pools: frozenset[str]) -> float:
+        t = now
+        for p in pools:
+            short = in_use.get(p, 0) - cap(p) + 1
+            if short > 0:
+                ends = [end for (r, i), end in est_ends.items() if p in graphs[r].pools[i]]
+                if len(ends) < short or None in ends:
+                    return -math.inf
+                ends.sort()
+                t = max(t, ends[short - 1])
+        return t
+
+    def fits(entry: tuple, until: float) -> bool:
+        est = graphs[entry[4]].steps[entry[3]].estimated_duration
+        return est > 0 and now + est <= until
 
     for r, g in enumerate(graphs):
         for i in range(len(g)):
@@ -179,15 +202,21 @@ def simulate_schedule(
     free_slots = list(range(max(1, max_concurrent_steps)))
     heapq.heapify(free_slots)
     running: list[tuple[float, int, int, int]] = []  # (end, r, i, slot)
+    est_ends: dict[tuple[int, int], float | None] = {}  # pooled running steps -> estimated end
     out: list[ScheduledStep] = []
     now = 0.0
     while True:
-        for entry in list(ready.pop_startable(len(free_slots), try_acquire)):
-            _, _, r, i = entry
+        # Consumed lazily, as the engine does: a step started early in a pass
+        # counts in the backfilling horizon of later decisions of that pass.
+        for entry in ready.pop_startable(len(free_slots), try_acquire, horizon, fits):
+            i, r = entry[3], entry[4]
             g = graphs[r]
             d = durations(r, i) if durations else g.steps[i].estimated_duration
             slot = heapq.heappop(free_slots)
             heapq.heappush(running, (now + d, r, i, slot))
+            if g.pools[i]:
+                est = g.steps[i].estimated_duration
+                est_ends[r, i] = now + est if est > 0 else None
             out.append(ScheduledStep(g.steps[i].name, now, now + d, slot, r))
         if not running:
             break
@@ -200,6 +229,7 @@ def simulate_schedule(
         for r, i, slot in finished:
             g = graphs[r]
             heapq.heappush(free_slots, slot)
+            est_ends.pop((r, i), None)
             for p in g.pools[i]:
                 in_use[p] -= 1
             for c in g.children[i]:

@@ -63,7 +63,7 @@ class _Run:
         "results", "outputs_view", "tasks", "retry_handles", "parked", "remaining",
         "paused", "cancelled", "cancel_reason", "fail_fast", "failed_fast", "done", "state",
         "history", "callback", "callback_tasks", "resume_waiters", "t_start", "resumed_steps",
-        "pool_lists", "fresh", "attempt_log", "record_history",
+        "pool_lists", "fresh", "attempt_log", "record_history", "order", "pool_ends",
     )
 
     def __init__(
@@ -117,6 +117,11 @@ class _Run:
         self.fresh = False
         self.attempt_log: dict[int, list] = {}
         self.record_history = True
+        #: scheduling key of the run: (-run priority, seq); see scheduler.py
+        self.order: tuple[int, int] = (-2, seq)
+        #: running steps that hold pool units -> estimated end (clock time;
+        #: None without an estimate), for backfilling around claims
+        self.pool_ends: dict[int, float | None] = {}
 
     # -- observers: state, history, progress callback ------------------------
     def observe(self, event: Event) -> None:

@@ -4,15 +4,36 @@ Policy (shared by the live engine and the planner's simulation):
 
 1. A step is *ready* once all of its dependencies completed.
 2. Whenever a slot frees, ready steps are considered in key order:
-   higher :class:`StepPriority` first, then the longer remaining critical path
-   (upward rank, by estimated duration), then the run that started first,
-   then definition order.  Keys end in unique integers, so the order is total
-   and deterministic.
+
+   * the run's order: runs of a higher run priority first, then the run that
+     started first (first come, first served across runs);
+   * within a run, the higher *effective* priority: a step's own
+     :class:`StepPriority` raised to the highest among its descendants
+     (``WorkflowGraph.urgency``; priority inheritance, so a LOW ancestor
+     cannot hold back the CRITICAL step waiting on it);
+   * then the longer remaining critical path (upward rank, by estimated
+     duration);
+   * then definition order.
+
+   Keys end in unique integers, so the order is total and deterministic.
 3. A step starts only if it can take one unit of every pool it needs, all at
    once.  If it cannot, it keeps a *claim* on those pools for the rest of the
    pass: lower-ranked steps that need any of them are held back, so units
    freed later go to the higher-ranked waiter (no starvation), while steps
    needing other pools, or none, still start (no head-of-line blocking).
+4. Backfilling (EASY backfilling, as batch schedulers do it): a held-back
+   step may still start if its estimated duration ends before the earliest
+   time a claimant could start, predicted from the estimated ends of the
+   steps holding the units it waits for.  It uses units that would otherwise
+   idle and, when the estimates hold, delays no claimant.  Steps without an
+   estimate (``estimated_duration == 0``) never backfill, and a claimant
+   waiting on a unit whose holder has no estimate (or is held outside the
+   engine) admits no backfilling.
+
+Why these rules, measured in ``benchmarks/`` (F: 200 random DAGs with pools,
+makespan over a lower bound; G: a batch of 20 seed workflows): strict own
+priority gave 1.133 and 0.924 of the bound; inheritance, backfilling and
+first-come-first-served runs give about 1.04 and 0.964 (the optimum for G).
 
 Ready steps are grouped by their exact set of pools; within a group the head
 has the best key, so a blocked head blocks its whole group and a pass costs
@@ -22,11 +43,15 @@ has the best key, so a blocked head blocks its whole group and a pass costs
 from __future__ import annotations
 
 import heapq
+import math
 from typing import Any, Callable, Iterator
 
 __all__ = ["ReadyQueue"]
 
 _NO_POOLS: frozenset[str] = frozenset()
+#: entries of a held-back group looked at for backfilling per pass (the heap's
+#: first entries: the best-ranked ones roughly), so a pass stays O(groups)
+_BACKFILL_SCAN = 32
 
 
 class ReadyQueue:
@@ -50,16 +75,30 @@ class ReadyQueue:
             heapq.heappush(heap, entry)
         self._size += 1
 
-    def pop_startable(self, slots: int, try_acquire: Callable[[frozenset[str]], bool]) -> Iterator[tuple]:
+    def pop_startable(
+        self,
+        slots: int,
+        try_acquire: Callable[[frozenset[str]], bool],
+        horizon: Callable[[frozenset[str]], float] | None = None,
+        fits: Callable[[tuple, float], bool] | None = None,
+    ) -> Iterator[tuple]:
         """Yield up to ``slots`` entries that may start now, best first.
 
         ``try_acquire(pools)`` must take one unit of every pool in ``pools``
         (all or nothing) and say whether it did; it is only called for
         non-empty pool sets.  Yielded entries are removed from the queue.
+
+        For backfilling (rule 4), ``horizon(pools)`` is the estimated time at
+        which a step blocked on ``pools`` could start (``-inf`` if unknown),
+        and ``fits(entry, t)`` says whether ``entry``, started now, is
+        estimated to end by ``t``.  Without them claims are never backfilled.
         """
         groups = self._groups
         blocked_groups: set[frozenset[str]] = set()
         claimed: set[str] = set()
+        # Earliest predicted start of any claimant this pass: a held-back
+        # step ending by then takes nothing a claimant will need.
+        until = math.inf
         while slots > 0 and self._size:
             best_pools = None
             best_head = None
@@ -71,10 +110,22 @@ class ReadyQueue:
                     best_pools = pools
             if best_pools is None:
                 return
-            if best_pools and (not claimed.isdisjoint(best_pools) or not try_acquire(best_pools)):
-                blocked_groups.add(best_pools)
-                claimed.update(best_pools)
-                continue
+            if best_pools:
+                if not claimed.isdisjoint(best_pools):
+                    # Held back by a better waiter's claim: backfill the best
+                    # entry of the group that ends in time, if any.
+                    entry = None if fits is None else self._take_fitting(best_pools, until, fits, try_acquire)
+                    blocked_groups.add(best_pools)
+                    if entry is not None:
+                        slots -= 1
+                        yield entry
+                    continue
+                elif not try_acquire(best_pools):
+                    blocked_groups.add(best_pools)
+                    claimed.update(best_pools)
+                    if horizon is not None and until > -math.inf:
+                        until = min(until, horizon(best_pools))
+                    continue
             heap = groups[best_pools]
             entry = heapq.heappop(heap)
             if not heap:
@@ -82,6 +133,34 @@ class ReadyQueue:
             self._size -= 1
             slots -= 1
             yield entry
+
+    def _take_fitting(
+        self,
+        pools: frozenset[str],
+        until: float,
+        fits: Callable[[tuple, float], bool],
+        try_acquire: Callable[[frozenset[str]], bool],
+    ) -> tuple | None:
+        """Remove and return the best of the first ``_BACKFILL_SCAN`` entries of a group that fits."""
+        heap = self._groups[pools]
+        best_k = -1
+        for k in range(min(len(heap), _BACKFILL_SCAN)):
+            if (best_k < 0 or heap[k] < heap[best_k]) and fits(heap[k], until):
+                best_k = k
+        if best_k < 0 or not try_acquire(pools):
+            return None
+        entry = heap[best_k]
+        last = heap.pop()
+        if best_k < len(heap):
+            # Remove heap[best_k] in O(log n): put the last entry there and
+            # restore the heap invariant in both directions.
+            heap[best_k] = last
+            heapq._siftup(heap, best_k)  # type: ignore[attr-defined]
+            heapq._siftdown(heap, 0, best_k)  # type: ignore[attr-defined]
+        if not heap:
+            del self._groups[pools]
+        self._size -= 1
+        return entry
 
     def remove_where(self, predicate: Callable[[tuple], bool]) -> list[tuple]:
         """Remove and return every entry for which ``predicate(entry)`` is true (O(n))."""

@@ -1,0 +1,158 @@
+"""The scheduling policy of ``yukkuri_nb.core.scheduler``, pinned on the virtual clock.
+
+Each test runs the real engine on a :class:`VirtualClock` with processors that
+sleep exactly their step's estimate (unless told otherwise), and reads the
+start times from the run's events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from yukkuri_nb.core import EventKind, VirtualClock, WorkflowEngine, simulate_schedule
+from yukkuri_nb.core.workflow_exceptions import WorkflowEngineError
+from yukkuri_nb.core.workflow_step import ResourceManager, StepPriority, WorkflowStepDefinition
+
+W = WorkflowStepDefinition
+
+
+def _engine(steps, pools=None, max_concurrent=4, actual=None):
+    clock = VirtualClock()
+    engine = WorkflowEngine(resource_manager=ResourceManager(pools or {}), max_concurrent_steps=max_concurrent, clock=clock)
+    engine.register_workflow("w", steps)
+    for s in steps:
+        seconds = (actual or {}).get(s.name, s.estimated_duration)
+
+        async def sleep(ctx, data, seconds=seconds):
+            await asyncio.sleep(seconds)
+
+        engine.register_step_processor(s.name, sleep)
+    return engine, clock
+
+
+def _starts(engine, project="p"):
+    return {e.step: e.time for e in engine.events(project) if e.kind is EventKind.STEP_STARTED}
+
+
+def test_an_ancestor_inherits_the_priority_of_the_step_waiting_on_it():
+    # One slot.  'gate' is LOW but the CRITICAL 'urgent' waits on it, so it goes
+    # before the independent HIGH 'other' (strict own priority would run
+    # 'other' first and make 'urgent' wait for it: a priority inversion).
+    steps = [
+        W(name="other", estimated_duration=5, priority=StepPriority.HIGH),
+        W(name="gate", estimated_duration=1, priority=StepPriority.LOW),
+        W(name="urgent", dependencies=["gate"], estimated_duration=1, priority=StepPriority.CRITICAL),
+    ]
+    engine, clock = _engine(steps, max_concurrent=1)
+    assert engine.get_workflow("w").urgency == (3, 4, 4)
+    clock.run(engine.execute_workflow("w", "p"))
+    assert _starts(engine) == {"gate": 0.0, "urgent": 1.0, "other": 2.0}
+
+
+def test_a_short_step_backfills_around_a_claim_and_a_long_one_waits():
+    # 'high' needs A and B; B is held by 'hold_b' until t=2, so 'high' claims
+    # A.  'short' (A, 1 s) ends before t=2 and backfills at 0; 'long' (A, 3 s)
+    # would still hold A at t=2, so it waits until 'high' is done.
+    steps = [
+        W(name="hold_b", required_resources={"B"}, estimated_duration=2, priority=StepPriority.CRITICAL),
+        W(name="high", required_resources={"A", "B"}, estimated_duration=1, priority=StepPriority.HIGH),
+        W(name="long", required_resources={"A"}, estimated_duration=3, priority=StepPriority.LOW),
+        W(name="short", required_resources={"A"}, estimated_duration=1, priority=StepPriority.LOW),
+    ]
+    engine, clock = _engine(steps, {"A": 1, "B": 1})
+    clock.run(engine.execute_workflow("w", "p"))
+    assert _starts(engine) == {"hold_b": 0.0, "short": 0.0, "high": 2.0, "long": 3.0}
+
+
+def test_a_step_without_an_estimate_never_backfills():
+    steps = [
+        W(name="hold_b", required_resources={"B"}, estimated_duration=2, priority=StepPriority.CRITICAL),
+        W(name="high", required_resources={"A", "B"}, estimated_duration=1, priority=StepPriority.HIGH),
+        W(name="unknown", required_resources={"A"}, priority=StepPriority.LOW),  # estimated_duration 0
+    ]
+    engine, clock = _engine(steps, {"A": 1, "B": 1}, actual={"unknown": 1})
+    clock.run(engine.execute_workflow("w", "p"))
+    assert _starts(engine) == {"hold_b": 0.0, "high": 2.0, "unknown": 3.0}
+
+
+def test_no_backfill_while_the_awaited_holder_has_no_estimate():
+    steps = [
+        W(name="hold_b", required_resources={"B"}, priority=StepPriority.CRITICAL),  # no estimate: end unknown
+        W(name="high", required_resources={"A", "B"}, estimated_duration=1, priority=StepPriority.HIGH),
+        W(name="short", required_resources={"A"}, estimated_duration=1, priority=StepPriority.LOW),
+    ]
+    engine, clock = _engine(steps, {"A": 1, "B": 1}, actual={"hold_b": 2})
+    clock.run(engine.execute_workflow("w", "p"))
+    assert _starts(engine) == {"hold_b": 0.0, "high": 2.0, "short": 3.0}
+
+
+def _chain():
+    return [
+        W(name="a", estimated_duration=1),
+        W(name="b", dependencies=["a"], estimated_duration=1),
+    ]
+
+
+def test_runs_are_served_first_come_first_served_unless_a_run_priority_says_otherwise():
+    engine, clock = _engine(_chain(), max_concurrent=1)
+
+    async def batch(priority_of_third):
+        return await asyncio.gather(
+            engine.execute_workflow("w", "first"),
+            engine.execute_workflow("w", "second"),
+            engine.execute_workflow("w", "third", priority=priority_of_third),
+        )
+
+    clock.run(batch(StepPriority.NORMAL))
+    ends = {p: max(_starts(engine, p).values()) + 1 for p in ("first", "second", "third")}
+    assert ends == {"first": 2.0, "second": 4.0, "third": 6.0}
+
+    t0 = clock.now()
+    clock.run(batch(StepPriority.HIGH))
+    ends = {p: max(_starts(engine, p).values()) + 1 - t0 for p in ("first", "second", "third")}
+    # The HIGH run overtakes once its first step is ready (at once: 'first'
+    # had started nothing yet when 'third' was queued in the same pass).
+    assert ends == {"third": 2.0, "first": 4.0, "second": 6.0}
+
+
+@pytest.mark.parametrize("bad", ["HIGH", 7, True, None])
+def test_a_bad_run_priority_is_refused_before_anything_runs(bad):
+    engine, clock = _engine(_chain())
+    with pytest.raises(WorkflowEngineError, match=r"^priority of project 'p' must be a StepPriority \(LOW, NORMAL, HIGH, CRITICAL\), got "):
+        clock.run(engine.execute_workflow("w", "p", priority=bad))
+    assert engine.get_execution_status("p") is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10**6), runs=st.integers(1, 3))
+def test_the_planner_makes_the_live_engines_decisions(seed, runs):
+    """simulate_schedule (plan_execution, sweeps) and the engine agree step for step on random graphs."""
+    rng = random.Random(seed)
+    n = rng.randint(1, 25)
+    steps = []
+    for i in range(n):
+        deps = sorted({f"s{rng.randrange(i)}" for _ in range(rng.choice((0, 1, 2)))} if i else set())
+        steps.append(W(
+            name=f"s{i}", dependencies=deps, estimated_duration=rng.choice((0, 1, 2, 3.5, 7)),
+            priority=rng.choice(list(StepPriority)), required_resources=set(rng.sample(["A", "B", "C"], rng.choice((0, 1, 1, 2)))),
+        ))
+    caps = {"A": rng.randint(1, 2), "B": rng.randint(1, 3), "C": 1}
+    limit = rng.randint(1, 4)
+    engine, clock = _engine(steps, caps, max_concurrent=limit)
+
+    async def batch():
+        return await asyncio.gather(*(engine.execute_workflow("w", f"r{k}") for k in range(runs)))
+
+    clock.run(batch())
+    live = sorted(
+        (round(e.time, 9), e.project_id, e.step)
+        for k in range(runs) for e in engine.events(f"r{k}") if e.kind is EventKind.STEP_STARTED
+    )
+    graph = engine.get_workflow("w")
+    planned = sorted((round(s.start, 9), f"r{s.project}", s.name) for s in simulate_schedule([graph] * runs, limit, caps))
+    assert live == planned
