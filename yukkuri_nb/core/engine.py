@@ -171,8 +171,12 @@ class WorkflowEngine:
         if not isinstance(name, str) or not name:
             raise WorkflowEngineError(f"a workflow name must be a non-empty string, got {name!r}")
         graph = self.dependency_resolver.resolve(name, steps)
-        if len(graph.urgency) != len(graph):  # a custom resolver's graph built without it
-            graph = dataclasses.replace(graph, urgency=effective_priorities(graph.steps, graph.children, graph.order))
+        if len(graph.urgency) != len(graph) or len(graph.pool_lists) != len(graph):  # a custom resolver's graph
+            graph = dataclasses.replace(
+                graph,
+                urgency=effective_priorities(graph.steps, graph.children, graph.order),
+                pool_lists=tuple(tuple(sorted(p)) for p in graph.pools),
+            )
         self._workflows[name] = graph
         return graph
 
@@ -240,7 +244,7 @@ class WorkflowEngine:
     def events(self, project_id: str) -> list[Event]:
         """Events of the latest run of ``project_id`` (live or finished); ``[]`` if unknown."""
         run = self._runs.get(project_id) or self._finished.get(project_id)
-        return list(run.history) if run else []
+        return run.events() if run else []
 
     def history(self, project_id: str | None = None) -> Any:
         """A pandas frame of events (needs ``yukkuri_nb.analysis``; see there)."""

@@ -50,9 +50,10 @@ class WorkflowGraph:
     levels: tuple[int, ...]
     rank: tuple[float, ...]
     pools: tuple[frozenset[str], ...]
-    #: ``sorted(pools[i])`` per step, computed once per graph (event data of
-    #: every run's ``step_started``; read-only by contract).
-    pool_lists: tuple[list[str], ...] = ()
+    #: ``tuple(sorted(pools[i]))`` per step, computed once per graph (event
+    #: data of every run's ``step_started``; a tuple of str, so the event's
+    #: data dict holds only atomic values and is not tracked by the GC).
+    pool_lists: tuple[tuple[str, ...], ...] = ()
     #: effective priority per step (see the module docstring); empty in a
     #: graph built by hand, which the engine then completes with
     #: :func:`effective_priorities`.
@@ -199,7 +200,7 @@ class DependencyResolver:
             levels=tuple(levels),
             rank=tuple(rank),
             pools=tuple(s.required_resources for s in defs),
-            pool_lists=tuple(sorted(s.required_resources) for s in defs),
+            pool_lists=tuple(tuple(sorted(s.required_resources)) for s in defs),
             urgency=urgency,
         )
 

@@ -31,13 +31,15 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .definitions import StepStatus
-from .events import Event, EventKind
+from .events import Event, EventKind, new_event
 from .results import StepResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import WorkflowEngine
     from .graph import WorkflowGraph
     from .state import WorkflowExecutionState
+
+_HISTORY_STRIDE = 5
 
 _CALLBACK_KINDS = frozenset(
     {
@@ -107,7 +109,12 @@ class _Run:
         self.failed_fast = False
         self.done: asyncio.Future | None = None
         self.state = state
-        self.history: list[Event] = []
+        #: every event of the run, flattened: ``_HISTORY_STRIDE`` items per
+        #: event (seq, time, kind, step, data).  One flat list instead of an
+        #: object per event keeps a long run's history out of the cyclic
+        #: GC's way (no tracked object per event: the data dicts hold only
+        #: atomic values); :meth:`events` rebuilds the Event objects.
+        self.history: list[Any] = []
         self.callback = callback
         self.callback_tasks: set[asyncio.Task] = set()
         self.resume_waiters: list[asyncio.Future] = []
@@ -128,7 +135,13 @@ class _Run:
         """Apply ``event`` to the state and history (before the bus delivers it)."""
         self.state.apply(event)
         if self.record_history:
-            self.history.append(event)
+            self.history.extend((event.seq, event.time, event.kind, event.step, event.data))
+
+    def events(self) -> list[Event]:
+        """The recorded events, in order (new objects, equal to the ones observed)."""
+        h = self.history
+        pid, wf = self.project_id, self.workflow_name
+        return [new_event(h[k], h[k + 1], h[k + 2], pid, wf, h[k + 3], h[k + 4]) for k in range(0, len(h), _HISTORY_STRIDE)]
 
     def notify(self, event: Event) -> None:
         """Call the progress callback (after the bus delivered ``event``).

@@ -968,8 +968,10 @@ class SQLiteRunStore:
                 kind = EventKind(r["kind"])
             except ValueError:
                 continue  # a kind from a newer yukkuri_nb
-            out.append(Event(r["seq"], r["time"], kind, r["project_id"], r["workflow_name"], r["step"],
-                             _loads_or_note(r["data"], f"data of event {r['seq']}")))
+            data = _loads_or_note(r["data"], f"data of event {r['seq']}")
+            if isinstance(data, dict) and isinstance(data.get("pools"), list):  # JSON has no tuples; the engine's events carry one
+                data["pools"] = tuple(data["pools"])
+            out.append(Event(r["seq"], r["time"], kind, r["project_id"], r["workflow_name"], r["step"], data))
         return out
 
     def outputs(self, run_id: str) -> dict[str, dict[str, Any]]:
