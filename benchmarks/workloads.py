@@ -195,6 +195,7 @@ def workload_h(cfg: dict) -> Result:
         def with_dashboard() -> float:
             e = C.build_engine(w)
             project = f"p{next(engines)}"
+            gc.collect()  # the registration's garbage, outside the timed region (as C.time_engine)
 
             async def main() -> float:
                 t0 = time.perf_counter()

@@ -798,7 +798,11 @@ class WorkflowEngine:
             if isinstance(result, StepExecutionError):
                 error, result = result, None
             if result and result.is_successful:
-                self._record_attempt(run, i, attempt, t0, t1, StepStatus.COMPLETED, None)
+                if i in run.attempt_log:
+                    self._record_attempt(run, i, attempt, t0, t1, StepStatus.COMPLETED, None)
+                    result.attempt_history = run.attempt_log[i]
+                else:  # first-try success: the compact record (see results.py)
+                    result.attempt_history = (attempt, t0, t1)
                 result.execution_time = t1 - t0
                 result.started_at = wall0
                 result.completed_at = self.clock.wall()
@@ -839,7 +843,6 @@ class WorkflowEngine:
         graph = run.graph
         name = graph.steps[i].name
         result.attempts = run.attempts[i]
-        result.attempt_history = run.attempt_log.get(i, [])
         run.results[i] = result
         run.outputs_view[name] = result.output_data
         run.store_output(i, result.output_data)

@@ -105,3 +105,26 @@ class StepResult:
             "attempts": self.attempts,
             "attempt_history": [a.to_dict() for a in self.attempt_history],
         }
+
+
+# ``attempt_history`` of a step that succeeded at its first attempt is kept
+# as the plain tuple ``(attempt, started_at, finished_at)`` until someone
+# reads it, then becomes the usual one-item list of StepAttempt.  A run of
+# 100,000 steps thus leaves one GC-tracked object per step behind (the
+# StepResult) instead of three, and the cyclic GC's full collections, whose
+# cost grows with every live container, stay rare.  Readers never see the
+# tuple: the property below wraps the dataclass slot.
+_history_slot = StepResult.attempt_history  # the slot's member descriptor
+
+
+def _get_attempt_history(self: StepResult) -> list[StepAttempt]:
+    value = _history_slot.__get__(self, StepResult)
+    if type(value) is tuple:
+        value = [StepAttempt(value[0], value[1], value[2], StepStatus.COMPLETED)]
+        _history_slot.__set__(self, value)
+    return value
+
+
+StepResult.attempt_history = property(  # type: ignore[assignment]
+    _get_attempt_history, _history_slot.__set__, doc="Every attempt of the step, oldest first."
+)

@@ -1,0 +1,67 @@
+"""A run's recorded history: complete, equal to what observers saw, and light on the heap."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+
+import pytest
+
+from yukkuri_nb.core import EventKind, WorkflowEngine
+from yukkuri_nb.core.workflow_step import ResourceManager, WorkflowStepDefinition
+
+W = WorkflowStepDefinition
+
+
+def _chain_engine(n: int, **kwargs) -> WorkflowEngine:
+    engine = WorkflowEngine(resource_manager=ResourceManager({"tts_api": 2}), max_concurrent_steps=4, **kwargs)
+    steps = [W(name=f"s{i}", dependencies=[f"s{i - 1}"] if i else [], required_resources={"tts_api"} if i % 2 else set())
+             for i in range(n)]
+    engine.register_workflow("w", steps)
+
+    async def noop(ctx, data):
+        return None
+
+    for s in steps:
+        engine.register_step_processor(s.name, noop)
+    return engine
+
+
+def test_engine_events_equal_the_events_observers_saw_live():
+    engine = _chain_engine(20)
+    seen = []
+    engine.subscribe(seen.append)
+    result = asyncio.run(engine.execute_workflow("w", "p"))
+    assert result.is_successful
+    events = engine.events("p")
+    assert events == [e for e in seen if e.project_id == "p"]
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
+    started = [e for e in events if e.kind is EventKind.STEP_STARTED]
+    assert [e.data["pools"] for e in started[:2]] == [(), ("tts_api",)]
+    assert events[0].kind is EventKind.RUN_STARTED and events[-1].kind is EventKind.RUN_FINISHED
+
+
+def test_a_finished_runs_history_adds_no_gc_tracked_object_per_event():
+    # 2,000 steps make > 6,000 events; the history keeps them in one flat
+    # list, so what the run leaves on the GC's lists grows with its steps
+    # (one StepResult each), not with its events: long runs stay cheap to
+    # collect.  (A first-try success keeps its attempt record as a tuple.)
+    engine = _chain_engine(2000)
+    gc.collect()
+    before = len(gc.get_objects())
+    result = asyncio.run(engine.execute_workflow("w", "p"))
+    gc.collect()
+    grown = len(gc.get_objects()) - before
+    assert result.is_successful and len(engine.events("p")) > 6000
+    assert grown < 1.5 * 2000, f"{grown} new GC-tracked objects for 2,000 steps"
+
+
+def test_a_first_try_success_reads_its_attempt_like_any_other():
+    engine = _chain_engine(2)
+    result = asyncio.run(engine.execute_workflow("w", "p"))
+    step = result.step_results["s1"]
+    (attempt,) = step.attempt_history
+    assert attempt.attempt == 1 and attempt.status.value == "completed"
+    assert attempt.duration == pytest.approx(step.execution_time)
+    assert step.to_dict()["attempt_history"][0]["status"] == "completed"
+    assert step == engine.get_step_result("p", "s1") and step.attempt_history is step.attempt_history
