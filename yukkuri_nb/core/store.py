@@ -421,7 +421,7 @@ class SQLiteRunStore:
                 conn = sqlite3.connect(
                     self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
                 )
-                conn.execute("PRAGMA journal_mode=WAL")
+                self._enable_wal(conn)
                 conn.execute(f"PRAGMA synchronous={self.synchronous}")
                 self._migrate(conn)
         except (sqlite3.Error, OSError) as exc:
@@ -433,6 +433,24 @@ class SQLiteRunStore:
             raise RunStoreError(f"cannot open run store {str(self.path)!r}: {exc}; {hint}") from exc
         self._conn = conn
         return conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        # Switching a new file to WAL needs an exclusive lock, and SQLite
+        # answers "database is locked" at once, without its busy handler,
+        # while another process holds one (two processes opening one new
+        # store together).  Retry until busy_timeout, as every other
+        # statement waits.
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
 
     def _open_readonly(self) -> sqlite3.Connection:
         if not self.path.is_file():
