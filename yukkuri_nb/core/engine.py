@@ -31,9 +31,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import heapq
-import math
 import itertools
 import logging
+import math
 import os
 import random
 import threading
