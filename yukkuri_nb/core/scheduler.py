@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 __all__ = ["ReadyQueue"]
 
