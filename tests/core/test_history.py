@@ -65,3 +65,60 @@ def test_a_first_try_success_reads_its_attempt_like_any_other():
     assert attempt.duration == pytest.approx(step.execution_time)
     assert step.to_dict()["attempt_history"][0]["status"] == "completed"
     assert step == engine.get_step_result("p", "s1") and step.attempt_history is step.attempt_history
+
+
+def test_call_on_next_event_calls_once_at_the_next_event_and_a_failing_one_is_logged(caplog):
+    engine = _chain_engine(3)
+    calls: list[int] = []
+
+    def sampler() -> None:
+        calls.append(len(engine.events("p")))
+
+    def broken() -> None:
+        raise RuntimeError("描画に失敗")
+
+    async def main():
+        run = engine.start("w", "p")
+        engine.call_on_next_event(sampler)
+        engine.call_on_next_event(broken)
+        await run
+        engine.max_concurrent_steps = 2  # an engine event, not a run's
+        return run.result()
+
+    result = asyncio.run(main())
+    assert result.is_successful
+    # Once, right after the run's first event (run_started), then never again.
+    assert calls == [1]
+    assert "call_on_next_event callback" in caplog.text and "描画に失敗" in caplog.text
+
+    seen = []
+    engine.call_on_next_event(lambda: seen.append("limits"))
+    engine.max_concurrent_steps = 3  # engine events wake samplers too
+    assert seen == ["limits"]
+
+
+def test_state_keeps_first_start_end_times_and_last_event_without_subscribers():
+    from yukkuri_nb.core.workflow_step import RetryPolicy
+
+    engine = WorkflowEngine(max_concurrent_steps=2)
+    engine.register_workflow(
+        "w", [W(name="flaky", retry_policy=RetryPolicy(max_retries=1, retry_delay=0.01)), W(name="after", dependencies=["flaky"])]
+    )
+    tries = []
+
+    async def flaky(ctx, data):
+        tries.append(engine.clock.now())
+        if len(tries) == 1:
+            raise ValueError("一回目は失敗")
+
+    engine.register_step_processor("flaky", flaky)
+    engine.register_step_processor("after", lambda ctx, data: None)
+    result = asyncio.run(engine.execute_workflow("w", "p"))
+    assert result.is_successful
+    state = engine.get_execution_status("p")
+    events = engine.events("p")
+    assert state.last_event == events[-1] and state.last_event.kind is EventKind.RUN_FINISHED
+    first_start = next(e.time for e in events if e.kind is EventKind.STEP_STARTED and e.step == "flaky")
+    assert state.step_start_times["flaky"] == first_start <= tries[0]  # the first attempt's, not the retry's
+    done = {e.step: e.time for e in events if e.kind is EventKind.STEP_COMPLETED}
+    assert state.step_end_times == done

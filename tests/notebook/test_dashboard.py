@@ -135,6 +135,10 @@ def test_updates_are_coalesced_to_at_most_ten_per_second():
 
     for s in steps:
         engine.register_step_processor(s.name, tick)
+    # The dashboard samples: the engine calls it at the next event after each
+    # redraw, not at every event.
+    wakes = []
+    engine.call_on_next_event, arm = (lambda fn: (wakes.append(fn), arm(fn))), engine.call_on_next_event
 
     async def main():
         run = engine.start("many", "p1")
@@ -147,6 +151,7 @@ def test_updates_are_coalesced_to_at_most_ten_per_second():
     seconds = run.state.elapsed_seconds  # 100 rounds of 4 steps: 0.5 virtual seconds
     assert events > 1500
     assert 1 <= dash.refresher.flushes <= seconds * 10 + 2
+    assert 1 <= len(wakes) <= dash.refresher.flushes + 1
     # The final state is drawn whatever the throttle skipped.
     assert dash.overall.value == 1.0 and dash.overall.bar_style == "success"
     assert dash.step_rows["t399"]["status"].value == "完了 completed"

@@ -132,6 +132,7 @@ class WorkflowEngine:
         self._workflows: dict[str, WorkflowGraph] = {}
         self._processors: dict[str, StepProcessor] = {}
         self._bus = EventBus()
+        self._wakers: list[Callable[[], None]] = []  # see call_on_next_event
         self._seq = itertools.count(1)
         self._run_seq = itertools.count(1)
         self._lock = threading.RLock()
@@ -240,6 +241,25 @@ class WorkflowEngine:
     def subscribe(self, observer: Observer) -> Callable[[], None]:
         """Call ``observer(event)`` for every event of every run; returns an unsubscribe function."""
         return self._bus.subscribe(observer)
+
+    def call_on_next_event(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` once, on the loop's thread, right after the next event of any run or of the engine.
+
+        For observers that sample instead of following every event (the
+        notebook dashboard): they re-arm after each redraw, so a busy run
+        calls them a few times a second rather than three times per step,
+        and an idle one not at all (no timer keeps a VirtualClock moving).
+        Call it on the loop's thread.  An exception from ``fn`` is logged.
+        """
+        self._wakers.append(fn)
+
+    def _wake(self) -> None:
+        wakers, self._wakers = self._wakers, []
+        for fn in wakers:
+            try:
+                fn()
+            except Exception:  # a sampler must never break the run
+                log.exception("call_on_next_event callback %r failed", fn)
 
     def events(self, project_id: str) -> list[Event]:
         """Events of the latest run of ``project_id`` (live or finished); ``[]`` if unknown."""
@@ -585,10 +605,17 @@ class WorkflowEngine:
 
     # ------------------------------------------------------------------ events
     def _emit(self, run: _Run, kind: EventKind, step: str | None, data: dict) -> None:
-        event = new_event(next(self._seq), self.clock.now(), kind, run.project_id, run.workflow_name, step, data)
-        run.observe(event)
-        self._bus.emit(event)
-        run.notify(event)
+        seq = next(self._seq)
+        now = self.clock.now()
+        run.record(seq, now, kind, step, data)
+        # An Event object only for subscribers: the state and the history
+        # take the fields (three events per step, most runs unobserved).
+        if self._bus.active:
+            self._bus.emit(new_event(seq, now, kind, run.project_id, run.workflow_name, step, data))
+        if run.callback is not None:
+            run.notify(kind)
+        if self._wakers:
+            self._wake()
 
     def _emit_if_active(self, run: _Run, kind: EventKind, step: str | None, data: dict) -> None:
         if run.done is not None and not run.done.done():
@@ -597,6 +624,8 @@ class WorkflowEngine:
     def _post_engine_event(self, kind: EventKind, data: dict) -> None:
         def emit() -> None:
             self._bus.emit(Event(next(self._seq), self.clock.now(), kind, None, None, None, data))
+            if self._wakers:
+                self._wake()
 
         loop = self._loop
         if loop is None or threading.get_ident() == self._loop_thread:

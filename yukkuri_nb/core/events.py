@@ -109,20 +109,26 @@ Observer = Callable[[Event], Any]
 class EventBus:
     """Delivers events to observers in order; observer errors are logged, counted, never raised."""
 
-    __slots__ = ("_observers", "_queue", "_dispatching", "errors")
+    __slots__ = ("_observers", "_queue", "_dispatching", "errors", "active")
 
     def __init__(self) -> None:
         self._observers: list[Observer] = []
         self._queue: deque[Event] = deque()
         self._dispatching = False
         self.errors = 0
+        #: True while anyone is subscribed: with nobody listening the engine
+        #: does not build Event objects at all (state and history take the
+        #: fields directly).
+        self.active = False
 
     def subscribe(self, observer: Observer) -> Callable[[], None]:
         """Call ``observer(event)`` for every later event; returns an unsubscribe function."""
         self._observers = [*self._observers, observer]
+        self.active = True
 
         def unsubscribe() -> None:
             self._observers = [o for o in self._observers if o is not observer]
+            self.active = bool(self._observers)
 
         return unsubscribe
 

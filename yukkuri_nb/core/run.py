@@ -131,11 +131,11 @@ class _Run:
         self.pool_ends: dict[int, float | None] = {}
 
     # -- observers: state, history, progress callback ------------------------
-    def observe(self, event: Event) -> None:
-        """Apply ``event`` to the state and history (before the bus delivers it)."""
-        self.state.apply(event)
+    def record(self, seq: int, time: float, kind: EventKind, step: str | None, data: dict) -> None:
+        """Apply one event, given by its fields, to the state and history (before the bus delivers it)."""
+        self.state._apply(seq, time, kind, step, data)
         if self.record_history:
-            self.history.extend((event.seq, event.time, event.kind, event.step, event.data))
+            self.history.extend((seq, time, kind, step, data))
 
     def events(self) -> list[Event]:
         """The recorded events, in order (new objects, equal to the ones observed)."""
@@ -143,14 +143,14 @@ class _Run:
         pid, wf = self.project_id, self.workflow_name
         return [new_event(h[k], h[k + 1], h[k + 2], pid, wf, h[k + 3], h[k + 4]) for k in range(0, len(h), _HISTORY_STRIDE)]
 
-    def notify(self, event: Event) -> None:
-        """Call the progress callback (after the bus delivered ``event``).
+    def notify(self, kind: EventKind) -> None:
+        """Call the progress callback (after the bus delivered the event of ``kind``).
 
         Events the callback causes (``cancel_workflow`` ...) thus reach
         subscribers after this one, keeping the bus in ``seq`` order.
         """
         cb = self.callback
-        if cb is not None and event.kind in _CALLBACK_KINDS:
+        if cb is not None and kind in _CALLBACK_KINDS:
             try:
                 out = cb(self.state)
                 if asyncio.iscoroutine(out):
@@ -165,7 +165,7 @@ class _Run:
                 self.engine.cancel_workflow(self.project_id, f"{type(exc).__name__} in the progress callback")
             except BaseException:  # any other escape would kill the step's task and hang the run
                 self.state.callback_errors += 1
-                _log_callback_error(self, event)
+                _log_callback_error(self, kind)
 
     def _callback_done(self, task: asyncio.Task) -> None:
         self.callback_tasks.discard(task)
@@ -265,9 +265,9 @@ class _Run:
         return self.engine.resource_manager
 
 
-def _log_callback_error(run: _Run, event: Event) -> None:
+def _log_callback_error(run: _Run, kind: EventKind) -> None:
     import logging
 
     logging.getLogger("yukkuri_nb.engine").exception(
-        "progress callback of run %r failed on %s (the run goes on)", run.project_id, event.kind.value
+        "progress callback of run %r failed on %s (the run goes on)", run.project_id, kind.value
     )

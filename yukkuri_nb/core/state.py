@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
 from .definitions import StepStatus
-from .events import Event, EventKind
+from .events import Event, EventKind, new_event
 from .results import StepResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,6 +54,7 @@ _MOVES = {
 # lookups on an Enum are slow).
 _STARTED, _COMPLETED = EventKind.STEP_STARTED, EventKind.STEP_COMPLETED
 _FAILED, _RETRYING = EventKind.STEP_FAILED, EventKind.STEP_RETRYING
+_SKIPPED, _CANCELLED = EventKind.STEP_SKIPPED, EventKind.STEP_CANCELLED
 
 
 class WorkflowExecutionState:
@@ -63,7 +64,9 @@ class WorkflowExecutionState:
     callback.  Counters: ``total_steps``, ``completed_steps``, ``failed_steps``,
     ``running_steps``, ``pending_steps``, ``skipped_steps``, ``cancelled_steps``.
     Per step: ``step_statuses``, ``step_progress`` (0..1 sub-progress),
-    ``step_attempts``, ``step_errors``.
+    ``step_attempts``, ``step_errors``, ``step_start_times`` (when the first
+    attempt started) and ``step_end_times`` (when the step ended), both in
+    the engine clock's seconds (``engine.clock.now()``).
     """
 
     def __init__(
@@ -96,8 +99,11 @@ class WorkflowExecutionState:
         self.step_messages: dict[str, str] = {}
         self.step_attempts: dict[str, int] = {}
         self.step_errors: dict[str, str] = {}
+        self.step_start_times: dict[str, float] = {}
+        self.step_end_times: dict[str, float] = {}
         self.callback_errors = 0
-        self.last_event: Event | None = None
+        self._last: tuple | None = None  # (seq, time, kind, step, data) of the latest event
+        self._last_event: Event | None = None
         self._graph = graph
         self._now = clock_now
         self._limits = limits
@@ -108,13 +114,26 @@ class WorkflowExecutionState:
         self._estimated: float = 0.0  # summed estimates of those steps
 
     # -- the projection ------------------------------------------------
+    @property
+    def last_event(self) -> Event | None:
+        """The latest event applied (``None`` before the first)."""
+        if self._last_event is None and self._last is not None:
+            seq, time, kind, step, data = self._last
+            self._last_event = new_event(seq, time, kind, self.project_id, self.workflow_name, step, data)
+        return self._last_event
+
     def apply(self, event: Event) -> None:
         """Update the state from one event of this run."""
-        kind = event.kind
-        self.last_event = event
+        self._apply(event.seq, event.time, event.kind, event.step, event.data)
+        self._last_event = event
+
+    def _apply(self, seq: int, time: float, kind: EventKind, name: str | None, data: dict) -> None:
+        # The engine's path: the event's fields, no Event object (that is
+        # built only if someone reads last_event).
+        self._last = (seq, time, kind, name, data)
+        self._last_event = None
         new = _STEP_EVENT_STATUS.get(kind)
         if new is not None:
-            name = event.step
             statuses = self.step_statuses
             old = statuses[name]
             if old is not new:
@@ -125,36 +144,42 @@ class WorkflowExecutionState:
                     setattr(self, old_c, getattr(self, old_c) - 1)
                     setattr(self, new_c, getattr(self, new_c) + 1)
             if kind is _STARTED:
-                self._step_start[name] = event.time
-                self.step_attempts[name] = event.data.get("attempt", 1)
+                self._step_start[name] = time
+                if name not in self.step_start_times:  # a retry keeps the first start
+                    self.step_start_times[name] = time
+                self.step_attempts[name] = data.get("attempt", 1)
                 self.step_progress[name] = 0.0
             elif kind is _COMPLETED:
+                self.step_end_times[name] = time
                 self.step_progress[name] = 1.0
                 graph = self._graph
                 est = graph.steps[graph.index[name]].estimated_duration
                 if est > 0:
-                    data = event.data
                     if "duration" in data and not data.get("restored"):
                         self._actual += data["duration"]
                         self._estimated += est
             elif kind is _FAILED or kind is _RETRYING:
-                self.step_errors[name] = str(event.data.get("error", ""))
+                self.step_errors[name] = str(data.get("error", ""))
+                if kind is _FAILED:
+                    self.step_end_times[name] = time
+            elif kind is _SKIPPED or kind is _CANCELLED:
+                self.step_end_times[name] = time
             return
         if kind is EventKind.STEP_PROGRESS:
-            self.step_progress[event.step] = float(event.data.get("fraction", 0.0))
-            if event.data.get("message"):
-                self.step_messages[event.step] = event.data["message"]
+            self.step_progress[name] = float(data.get("fraction", 0.0))
+            if data.get("message"):
+                self.step_messages[name] = data["message"]
         elif kind is EventKind.PAUSED:
             self.is_paused = True
         elif kind is EventKind.RESUMED:
             self.is_paused = False
         elif kind is EventKind.CANCEL_REQUESTED:
             self.is_cancelled = True
-            self.cancel_reason = event.data.get("reason") or self.cancel_reason
+            self.cancel_reason = data.get("reason") or self.cancel_reason
         elif kind is EventKind.RUN_FINISHED:
-            self.status = StepStatus(event.data["status"])
+            self.status = StepStatus(data["status"])
             self.is_paused = False
-            self._t_end = event.time
+            self._t_end = time
 
     # -- derived figures -------------------------------------------------
     @property

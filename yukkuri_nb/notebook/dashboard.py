@@ -11,16 +11,24 @@ steps; the plan as a graphviz picture coloured by status.
 
 Threads and rates:
 
-* Engine events arrive on the loop's thread; each one only marks the
-  dashboard dirty.  A :class:`~yukkuri_nb.notebook.throttle.Coalescer` redraws
-  at most every ``REFRESH_INTERVAL`` (0.1 s: about 10 redraws a second,
-  however many steps finish), the plan at most every ``PLAN_INTERVAL`` (1 s).
-  Widgets are only ever written on the loop's thread.
+* The dashboard samples; it does not follow every event.  It asks the
+  engine to call it once at the next event (``engine.call_on_next_event``),
+  which marks it dirty; a :class:`~yukkuri_nb.notebook.throttle.Coalescer`
+  redraws at most every ``REFRESH_INTERVAL`` (0.1 s) from the run's live
+  state and only then asks again.  However many steps finish, the engine
+  calls the dashboard about 10 times a second (three events per step would
+  otherwise cost a 10,000-step run 30,000 calls), and an idle run not at
+  all.  The plan is redrawn at most every ``PLAN_INTERVAL`` (1 s).  Widgets
+  are only ever written on the loop's thread.
 * Button clicks and edits may be handled on another thread (JupyterLab sends
   comms over subshells): the handlers only call the engine's thread-safe
   control methods and mark the dashboard dirty.
-* When the run finishes the dashboard redraws at once and stops listening; the
-  final state stays visible (``success`` or ``danger`` styles, errors).
+* When the run finishes (its task is done) the dashboard redraws at once and
+  stops; the final state stays visible (``success`` or ``danger`` styles,
+  errors).
+* Widgets are costly to build (~0.2 ms each, half of it the ``Layout`` and
+  style each widget makes for itself), so the rows' widgets share one
+  layout and one style per column.
 
 Only the non-blocking forms keep the buttons live while a run goes on:
 ``run = engine.start(...)`` or ``await engine.execute_workflow(...)``.  While
@@ -40,7 +48,6 @@ from typing import TYPE_CHECKING, Any
 
 from yukkuri_nb.core.clock import RealClock
 from yukkuri_nb.core.definitions import StepStatus
-from yukkuri_nb.core.events import Event, EventKind
 from yukkuri_nb.core.workflow_exceptions import WorkflowEngineError
 
 from .throttle import Coalescer
@@ -64,17 +71,15 @@ try:
 except ImportError:  # pragma: no cover - exercised in a subprocess test
     widgets = None
 
-_STATUS_CHANGES = frozenset(
-    {
-        EventKind.STEP_QUEUED,
-        EventKind.STEP_STARTED,
-        EventKind.STEP_RETRYING,
-        EventKind.STEP_COMPLETED,
-        EventKind.STEP_FAILED,
-        EventKind.STEP_SKIPPED,
-        EventKind.STEP_CANCELLED,
-    }
-)
+if widgets is not None:
+    from ipywidgets.widgets.widget_int import ProgressStyle as _ProgressStyle
+    from ipywidgets.widgets.widget_string import HTMLStyle as _HTMLStyle, LabelStyle as _LabelStyle
+
+#: the step rows' columns: Layout arguments, one shared Layout per column
+_COLUMNS = {
+    "name": {"width": "16em"}, "status": {"width": "11em"}, "bar": {"width": "25%"},
+    "elapsed": {"width": "5em"}, "attempts": {"width": "6em"}, "detail": {"flex": "1"},
+}
 _STEP_BAR_STYLE = {
     StepStatus.RUNNING: "info",
     StepStatus.RETRYING: "warning",
@@ -108,7 +113,6 @@ class TextDashboard:
         self.view = RunView(handle.engine, handle.project_id)
 
     def snapshot(self) -> RunSnapshot | None:
-        self.view.catch_up()  # this view does not subscribe: read the history afresh
         return self.view.snapshot()
 
     def text(self) -> str:
@@ -182,7 +186,7 @@ else:
             self.view = RunView(self.engine, handle.project_id)
             self._syncing = False
             self._closed = False
-            self._unsubscribe: Any = None
+            self._armed = False
             self._heartbeat: asyncio.TimerHandle | None = None
             self._loop = handle.task.get_loop()
             state = handle.state
@@ -202,16 +206,16 @@ else:
                 )
             elif plan:
                 self._plan = self._make_plan_renderer(snap)
-            self._flush()
+            # The first drawing, from the snapshot the rows were built from
+            # (a snapshot of a large run costs milliseconds: take one).
+            self._arm()
+            self._show(snap)
             if self._plan is not None:
                 self._refresh_plan()
             if snap is not None and not snap.finished and not self._loop.is_closed():
-                self._unsubscribe = self.engine.subscribe(self._on_event)
-                # A run that finished between the snapshot and the subscription
-                # would never send its run_finished to us.
-                if self.handle.state is not None and self.handle.state.is_finished:
-                    self._finish()
-                elif isinstance(self.engine.clock, RealClock):
+                # In a fresh context, as the Coalescer's flushes (see throttle.py).
+                handle.task.add_done_callback(self._on_done, context=contextvars.Context())
+                if isinstance(self.engine.clock, RealClock):
                     # Virtual clocks jump to the next timer: a heartbeat would
                     # make simulated time race, so only real time gets one.
                     self._beat()
@@ -246,16 +250,21 @@ else:
 
             self.step_rows: dict[str, dict[str, Any]] = {}
             rows = []
+            # One layout and one style per column, shared by every row (the
+            # rows never change them; a paged run hides rows through the
+            # row box's own layout).
+            col = {k: W.Layout(**v) for k, v in _COLUMNS.items()}
+            label_style, html_style, bar_style = _LabelStyle(), _HTMLStyle(), _ProgressStyle()
             for s in snap.steps if snap else ():
                 name = W.HTML(
                     f"<b>{html.escape(s.display_name)}</b> <span style='color:gray'>{html.escape(s.name)}</span>",
-                    layout=W.Layout(width="16em"),
+                    layout=col["name"], style=html_style,
                 )
-                status = W.Label("", layout=W.Layout(width="11em"))
-                bar = W.FloatProgress(value=0.0, min=0.0, max=1.0, layout=W.Layout(width="25%"))
-                elapsed = W.Label("", layout=W.Layout(width="5em"))
-                attempts = W.Label("", layout=W.Layout(width="6em"))
-                detail = W.HTML("", layout=W.Layout(flex="1"))
+                status = W.Label("", layout=col["status"], style=label_style)
+                bar = W.FloatProgress(value=0.0, min=0.0, max=1.0, layout=col["bar"], style=bar_style)
+                elapsed = W.Label("", layout=col["elapsed"], style=label_style)
+                attempts = W.Label("", layout=col["attempts"], style=label_style)
+                detail = W.HTML("", layout=col["detail"], style=html_style)
                 self.step_rows[s.name] = {
                     "status": status, "bar": bar, "elapsed": elapsed, "attempts": attempts, "detail": detail,
                 }
@@ -320,16 +329,24 @@ else:
 
             return PlanRenderer(plan, show, self._loop)
 
-        # ------------------------------------------------------------ events
-        def _on_event(self, event: Event) -> None:
-            if not self.view.observe(event):
-                return
-            if event.kind is EventKind.RUN_FINISHED and event.project_id == self.handle.project_id:
-                self._finish()
+        # ------------------------------------------------------------ sampling (loop thread)
+        def _arm(self) -> None:
+            """Be called at the next event (once); _flush re-arms after each redraw."""
+            if not self._armed and not self._closed and not self.handle.task.done():
+                self._armed = True
+                self.engine.call_on_next_event(self._on_change)
+
+        def _on_change(self) -> None:
+            self._armed = False
+            if self._closed:
                 return
             self.refresher.mark()
-            if event.kind in _STATUS_CHANGES and self._plan is not None:
+            if self._plan is not None:
                 self.plan_refresher.mark()
+
+        def _on_done(self, _task: Any) -> None:
+            if not self._closed:
+                self._finish()
 
         def _beat(self) -> None:
             self._heartbeat = None
@@ -339,27 +356,14 @@ else:
             self._heartbeat = self._loop.call_later(self.HEARTBEAT, self._beat, context=contextvars.Context())
 
         def _finish(self) -> None:
-            """Stop listening, then one final redraw: the final state stays as it is."""
+            """Stop sampling, then one final redraw: the final state stays as it is."""
             self._stop()
-            loop = self._loop
-            if loop.is_closed() or not loop.is_running():
-                self._final_redraw()
-            else:
-                # Called from inside the run's last event: redraw once that event
-                # is handled (before anyone awaiting the run resumes), in a fresh
-                # context (see yukkuri_nb.notebook.throttle).
-                loop.call_soon(self._final_redraw, context=contextvars.Context())
-
-        def _final_redraw(self) -> None:
             self.refresher.flush_now()
             if self._plan is not None:
                 self._refresh_plan()
 
         def _stop(self) -> None:
             self._closed = True
-            if self._unsubscribe is not None:
-                self._unsubscribe()
-                self._unsubscribe = None
             if self._heartbeat is not None:
                 self._heartbeat.cancel()
                 self._heartbeat = None
@@ -440,9 +444,13 @@ else:
 
         # ------------------------------------------------------------ drawing (loop thread)
         def _flush(self) -> None:
+            # Re-arm before reading: a change after this read wakes us again.
+            self._arm()
             if self._paged:
                 self._turn_page()
-            snap = self.view.snapshot(self._shown())
+            self._show(self.view.snapshot(self._shown()))
+
+        def _show(self, snap: RunSnapshot | None) -> None:
             if snap is None:
                 self.headline.value = "not started"
                 return

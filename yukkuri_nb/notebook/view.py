@@ -1,14 +1,15 @@
-"""What a dashboard shows, as plain data: a :class:`RunView` turns a run's events into snapshots.
+"""What a dashboard shows, as plain data: a :class:`RunView` turns a run's live state into snapshots.
 
 The widget dashboard and the text fallback both draw the same
 :class:`RunSnapshot`, so they can never disagree.  Nothing here imports
 ipywidgets.
 
-A :class:`RunView` follows one ``project_id``.  It learns when each step
-started and ended from the engine's event stream (replaying
-``engine.events(project_id)`` first, so a view built after the run began or
-ended still knows every step's times); counters, sub-progress, attempts and
-errors are read from the live :class:`~yukkuri_nb.core.WorkflowExecutionState`.
+A :class:`RunView` follows one ``project_id``.  Counters, statuses, when
+each step first started and when it ended, sub-progress, attempts and
+errors are all read from the live
+:class:`~yukkuri_nb.core.WorkflowExecutionState` when a snapshot is taken,
+so a view built after the run began or ended shows the same as one built
+before it started.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
 from yukkuri_nb.core.definitions import StepStatus
-from yukkuri_nb.core.events import Event, EventKind
 
 if TYPE_CHECKING:  # pragma: no cover
     from yukkuri_nb.core.engine import WorkflowEngine
@@ -48,17 +48,6 @@ _MARKS = {
     StepStatus.SKIPPED: "-",
     StepStatus.CANCELLED: "■",
 }
-_STEP_KINDS = frozenset(
-    {
-        EventKind.STEP_STARTED,
-        EventKind.STEP_COMPLETED,
-        EventKind.STEP_FAILED,
-        EventKind.STEP_CANCELLED,
-        EventKind.STEP_RETRYING,
-    }
-)
-
-
 @dataclass(frozen=True, slots=True)
 class StepRow:
     """One step as the dashboard shows it.  ``elapsed`` is ``None`` until the step first starts."""
@@ -168,48 +157,26 @@ class RunSnapshot:
 
 
 class RunView:
-    """Follows the run of ``project_id`` on ``engine`` and produces :class:`RunSnapshot` s.
+    """Reads the run of ``project_id`` on ``engine`` and produces :class:`RunSnapshot` s.
 
-    Call :meth:`observe` with every engine event (the dashboard subscribes it);
-    events of other projects are ignored.  All methods run on the engine
-    loop's thread, except :meth:`snapshot`, which only reads.
+    Everything comes from the engine's live state at the moment of
+    :meth:`snapshot` (counters, statuses, sub-progress, first start and end
+    time of each step), so a view needs no events: create one at any time,
+    also after the run ended, and read it from any thread.
     """
+
+    #: Above this many steps the ETA (``O(steps)`` to compute: ~0.4 ms per
+    #: 1,000 steps) is recomputed at most every ``ETA_INTERVAL`` seconds of
+    #: the engine's clock, not at every snapshot (10 a second in a dashboard).
+    ETA_CACHE_STEPS = 500
+    ETA_INTERVAL = 1.0
 
     def __init__(self, engine: "WorkflowEngine", project_id: str) -> None:
         self.engine = engine
         self.project_id = project_id
-        self._first_start: dict[str, float] = {}
-        self._end: dict[str, float] = {}
-        self._last_seq = 0
         self._display_graph: Any = None
         self._display: dict[str, str] = {}
-        self.catch_up()
-
-    def catch_up(self) -> None:
-        """Replay the events of the run's history not seen yet (for views that do not subscribe)."""
-        for event in self.engine.events(self.project_id):
-            if event.seq > self._last_seq:
-                self.observe(event)
-
-    def observe(self, event: Event) -> bool:
-        """Take one event into account; True if it concerns this run (or the engine's limits)."""
-        if event.project_id != self.project_id:
-            return event.kind is EventKind.LIMITS_CHANGED
-        if event.seq <= self._last_seq:
-            return False  # already replayed from the history
-        self._last_seq = event.seq
-        kind = event.kind
-        if kind is EventKind.RUN_STARTED:
-            # A new run of the same project: forget the previous run's times.
-            self._first_start.clear()
-            self._end.clear()
-        elif kind in _STEP_KINDS and event.step is not None:
-            if kind is EventKind.STEP_STARTED:
-                self._first_start.setdefault(event.step, event.time)
-                self._end.pop(event.step, None)
-            elif kind is not EventKind.STEP_RETRYING:
-                self._end[event.step] = event.time
-        return True
+        self._eta: tuple[Any, float, float] | None = None  # (state, computed at, value)
 
     def snapshot(self, steps: Iterable[str] | None = None) -> RunSnapshot | None:
         """The run right now, or ``None`` if the engine knows no run of this project.
@@ -228,6 +195,7 @@ class RunView:
         display = self._display_names(state.workflow_name)
         statuses = state.step_statuses
         progress = state.step_progress
+        starts, ends = state.step_start_times, state.step_end_times
         # Sub-progress of running steps (every started step has an entry).
         partial = sum(f for name, f in list(progress.items()) if statuses.get(name) is StepStatus.RUNNING)
         names = list(statuses) if steps is None else [n for n in steps if n in statuses]
@@ -235,8 +203,8 @@ class RunView:
         for name in names:
             status = statuses[name]
             fraction = 1.0 if status is StepStatus.COMPLETED else progress.get(name, 0.0)
-            start = self._first_start.get(name)
-            elapsed = None if start is None else max(0.0, self._end.get(name, now) - start)
+            start = starts.get(name)
+            elapsed = None if start is None else max(0.0, ends.get(name, now) - start)
             error = state.step_errors.get(name, "") if status in (StepStatus.FAILED, StepStatus.RETRYING) else ""
             rows.append(
                 StepRow(
@@ -271,12 +239,22 @@ class RunView:
             cancelled=state.cancelled_steps,
             fraction=(state.completed_steps + partial) / total if total else 1.0,
             elapsed=state.elapsed_seconds,
-            eta=None if finished else state.estimate_remaining_time(),
+            eta=None if finished else self._estimate(state, now),
             max_concurrent_steps=engine.max_concurrent_steps,
             steps=tuple(rows),
             pools=tuple(_pool_rows(engine, state.workflow_name)),
             failures=failures,
         )
+
+    def _estimate(self, state: Any, now: float) -> float:
+        if state.total_steps <= self.ETA_CACHE_STEPS:
+            return state.estimate_remaining_time()
+        cached = self._eta
+        if cached is not None and cached[0] is state and now - cached[1] < self.ETA_INTERVAL:
+            return max(0.0, cached[2] - (now - cached[1]))  # counted down in between
+        value = state.estimate_remaining_time()
+        self._eta = (state, now, value)
+        return value
 
     def _display_names(self, workflow_name: str) -> dict[str, str]:
         # Cached per registered graph (re-registering a workflow makes a new one).
