@@ -136,6 +136,30 @@ async def sleep_step(task: Task) -> None:
     await asyncio.sleep(task.duration)
 
 
+def time_sleep_chains(w: Workload) -> float:
+    """D without any scheduler: each pool unit a task sleeping its share of the steps back to back.
+
+    The ideal schedule, executed by the loop's timers alone: how far this
+    lands above the ideal makespan is what the event loop and the OS's
+    wake-up latency cost, which no asyncio scheduler can get under.
+    """
+    (pool, cap), = w.capacities.items()
+    shares = [w.tasks[k::cap] for k in range(cap)]
+
+    async def chain(tasks: tuple[Task, ...]) -> None:
+        for t in tasks:
+            await asyncio.sleep(t.duration)
+
+    async def main() -> float:
+        t0 = time.perf_counter()
+        async with asyncio.TaskGroup() as group:
+            for share in shares:
+                group.create_task(chain(share))
+        return time.perf_counter() - t0
+
+    return asyncio.run(main())
+
+
 # ---------------------------------------------------------------- dask
 def dask_available() -> bool:
     try:

@@ -71,12 +71,16 @@ def workload_d(cfg: dict) -> Result:
     def engine() -> float:
         return C.time_engine(C.build_engine(w, processor=C.sleeper), f"p{next(engines)}")
 
-    contenders = {"engine": engine, "floor": lambda: C.time_floor(w, C.sleep_step)}
+    contenders = {
+        "engine": engine, "floor": lambda: C.time_floor(w, C.sleep_step), "timers only": lambda: C.time_sleep_chains(w),
+    }
     if cfg["dask"]:
         contenders["dask"] = lambda: C.time_dask(w, C.dask_pooled_sleep(w))
     result.samples = alternate(contenders, cfg["runs"])
     result.metrics["ideal"] = ideal
     result.metrics["over_ideal"] = {c: result.median(c) / ideal for c in result.samples}
+    # What the engine adds to what the loop's timers cost by themselves.
+    result.metrics["engine_over_timers_only"] = result.median("engine") / result.median("timers only")
     result.target("engine makespan / ideal", result.median("engine") / ideal, 1.05)
     return result
 

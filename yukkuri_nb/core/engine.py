@@ -1,7 +1,12 @@
 """The workflow engine: runs DAGs of steps under a concurrency limit and resource pools.
 
 How a run goes (see :mod:`~yukkuri_nb.core.run` for the per-run fields and
-:mod:`~yukkuri_nb.core.scheduler` for the choice of the next step):
+:mod:`~yukkuri_nb.core.scheduler` for the choice of the next step).  The
+engine is one object whose parts live in their own modules:
+:mod:`~yukkuri_nb.core.dispatch` (queueing and starting ready steps),
+:mod:`~yukkuri_nb.core.stepping` (running a step, recording its end, retries),
+:mod:`~yukkuri_nb.core.deadlines` (step timeouts); this module has the public
+API, the registry, run set-up and tear-down, and the control calls.
 
 1. ``execute_workflow`` validates (workflow known, processors present,
    ``project_id`` not running), then queues the steps without dependencies.
@@ -30,36 +35,34 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import heapq
 import itertools
 import logging
-import math
 import os
 import random
 import threading
-import types
 import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Mapping
 
 from .clock import Clock, RealClock
+from .deadlines import Deadlines
 from .definitions import StepPriority, StepStatus, WorkflowStepDefinition
+from .dispatch import Dispatcher
 from .events import Event, EventBus, EventKind, Observer, new_event
-from .executors import ExecutorRegistry, call_sync
+from .executors import ExecutorRegistry
 from .graph import DependencyResolver, WorkflowGraph, effective_priorities
 from .plan import WorkflowExecutionPlan, simulate_schedule
-from .processors import FunctionProcessor, StepExecutionContext, StepProcessor, as_processor
+from .processors import StepProcessor, as_processor
 from .resources import ResourceManager
-from .results import StepAttempt, StepResult
+from .results import StepResult
 from .run import _Run
 from .scheduler import ReadyQueue
 from .state import WorkflowExecutionResult, WorkflowExecutionState
+from .stepping import StepLifecycle
 from .workflow_exceptions import (
     MissingProcessorError,
     ProjectAlreadyRunningError,
-    StepExecutionError,
-    TimeoutError as StepTimeoutError,
     UnknownWorkflowError,
     WorkflowEngineError,
 )
@@ -69,7 +72,7 @@ __all__ = ["WorkflowEngine"]
 log = logging.getLogger("yukkuri_nb.engine")
 
 
-class WorkflowEngine:
+class WorkflowEngine(Dispatcher, StepLifecycle):
     """Runs registered workflows concurrently, under shared limits.
 
     Parameters:
@@ -147,13 +150,7 @@ class WorkflowEngine:
         self._dispatch_pending = False
         self._threads: ThreadPoolExecutor | None = None
         self._threads_size = 0
-        # Step timeouts: a heap of (deadline, seq, _Deadline) behind one loop
-        # timer, armed for the earliest entry; see _Deadline.
-        self._deadlines: list[tuple[float, int, _Deadline]] = []
-        self._deadline_seq = itertools.count()
-        self._deadline_timer: asyncio.TimerHandle | None = None
-        self._deadline_at = 0.0
-        self._deadline_loop: asyncio.AbstractEventLoop | None = None
+        self._deadlines = Deadlines()  # step timeouts behind one loop timer
         self._executors = ExecutorRegistry(executor)
         self.resource_manager.add_listener(self._request_dispatch)
         self.resource_manager.add_waiting_probe(self._ready.waiting_by_pool)
@@ -644,332 +641,6 @@ class WorkflowEngine:
         elif run.loop is not None and not run.loop.is_closed():
             run.loop.call_soon_threadsafe(fn, *args)
 
-    def _request_dispatch(self) -> None:
-        loop = self._loop
-        if loop is None or self._dispatch_pending:
-            return
-        self._dispatch_pending = True
-        if threading.get_ident() == self._loop_thread:
-            loop.call_soon(self._dispatch)
-        else:
-            loop.call_soon_threadsafe(self._dispatch)
-
-    def _queue(self, run: _Run, i: int) -> None:
-        step = run.graph.steps[i]
-        run.status[i] = StepStatus.READY
-        # The key of scheduler.py's policy; plan.simulate_schedule builds the same.
-        entry = (run.order, -run.graph.urgency[i], -run.graph.rank[i], i, run)
-        if run.paused:
-            run.parked.append(entry)
-        else:
-            self._ready.push(entry, run.graph.pools[i])
-        self._emit(run, EventKind.STEP_QUEUED, step.name, {})
-
-    def _dispatch(self) -> None:
-        self._dispatch_pending = False
-        ready = self._ready
-        if not ready:
-            return
-        rm = self.resource_manager
-        started: list[tuple[_Run, int, int]] = []
-        deferred: list[tuple] = []
-        with self._lock:
-            slots = self._max_concurrent - self._running
-            if slots <= 0:
-                return
-            for entry in ready.pop_startable(slots, rm.try_acquire_all, self._claim_horizon, self._fits_before):
-                run = entry[4]
-                i = entry[3]
-                if run.paused or run.cancelled:
-                    # Paused or cancelled between queueing and now (another
-                    # thread): give the units back and leave it to _do_pause /
-                    # _do_cancel.
-                    if run.graph.pools[i]:
-                        rm.release_all(run.graph.pools[i])
-                    deferred.append(entry)
-                    continue
-                slot = self._free_slots.pop() if self._free_slots else self._take_new_slot()
-                self._running += 1
-                run.status[i] = StepStatus.RUNNING
-                if run.graph.pools[i]:
-                    est = run.graph.steps[i].estimated_duration
-                    run.pool_ends[i] = self.clock.now() + est if est > 0 else None
-                started.append((run, i, slot))
-        for entry in deferred:
-            run = entry[4]
-            if run.cancelled:
-                self._finish_step_cancelled(run, entry[3])
-            else:
-                run.parked.append(entry)
-        for run, i, slot in started:
-            self._start(run, i, slot)
-
-    def _claim_horizon(self, pools: frozenset[str]) -> float:
-        """Estimated time at which a unit of each of ``pools`` is free (``-inf``: unknown).
-
-        From the estimated ends of the running steps holding those pools
-        (an overrunning one counts as ending now).  Called only when a
-        ready step is blocked, over at most ``max_concurrent_steps`` steps.
-        """
-        rm = self.resource_manager
-        now = self.clock.now()
-        t = now
-        for p in pools:
-            short = rm.in_use(p) - rm.capacity(p) + 1  # units that must free first
-            if short <= 0:
-                continue
-            ends = []
-            for run in self._runs.values():
-                for i, end in run.pool_ends.items():
-                    if p in run.graph.pools[i]:
-                        if end is None:
-                            return -math.inf
-                        ends.append(end)
-            if len(ends) < short:  # units held outside the engine's steps
-                return -math.inf
-            ends.sort()
-            t = max(t, ends[short - 1])
-        return t
-
-    def _fits_before(self, entry: tuple, until: float) -> bool:
-        """Whether the step of ready ``entry``, started now, is estimated to end by ``until``."""
-        est = entry[4].graph.steps[entry[3]].estimated_duration
-        return est > 0 and self.clock.now() + est <= until
-
-    def _take_new_slot(self) -> int:
-        slot = self._next_slot
-        self._next_slot += 1
-        return slot
-
-    def _start(self, run: _Run, i: int, slot: int) -> None:
-        run.attempts[i] += 1
-        attempt = run.attempts[i]
-        step = run.graph.steps[i]
-        self._emit(run, EventKind.STEP_STARTED, step.name, {"attempt": attempt, "slot": slot, "pools": run.pool_lists[i]})
-        task = run.loop.create_task(self._run_step(run, i, slot, attempt))
-        run.tasks[i] = task
-
-    async def _run_step(self, run: _Run, i: int, slot: int, attempt: int) -> None:
-        step = run.graph.steps[i]
-        processor = self._processors.get(step.name)
-        timeout = step.timeout_seconds or self.default_timeout_seconds
-        t0 = self.clock.now()
-        wall0 = self.clock.wall()
-        raw: Any = None
-        error: BaseException | None = None
-        cancelled = False
-        scope: _Deadline | None = None
-        try:
-            if processor is None:
-                raise StepExecutionError(
-                    f"step {step.name!r} has no processor (it was unregistered during the run); "
-                    f"register one with engine.register_step_processor({step.name!r}, ...)",
-                    step_name=step.name,
-                )
-            context = StepExecutionContext(run, step, attempt)
-            data = run.input_data(i)
-            with _Deadline(self, run.loop, timeout) as scope:
-                executor = self._executors.default if step.executor is None else self._executors.get(step.executor, step.name)
-                if executor is not None:
-                    raw = await executor.run(processor, context, data)
-                elif processor.runs_in_thread:
-                    fn = processor.fn if isinstance(processor, FunctionProcessor) else processor.execute
-                    raw = await run.loop.run_in_executor(self._thread_pool(), call_sync, fn, context, data)
-                else:
-                    # An async function processor: call it directly (one coroutine less).
-                    execute = processor.fn if type(processor) is FunctionProcessor else processor.execute
-                    raw = await execute(context, data)
-                # asyncio.iscoroutine is also true of plain generators, which
-                # cannot be awaited: those fail in _coerce as a wrong type.
-                if (asyncio.iscoroutine(raw) and not isinstance(raw, types.GeneratorType)) or isinstance(raw, asyncio.Future):
-                    raw = await raw
-        except TimeoutError as exc:
-            if scope is not None and scope.expired():
-                error = StepTimeoutError(
-                    f"step {step.name!r} timed out after {timeout:g}s (timeout_seconds="
-                    f"{step.timeout_seconds!r}, engine default {self.default_timeout_seconds:g}s); "
-                    "raise its timeout_seconds or make it faster",
-                    step_name=step.name,
-                    timeout_seconds=timeout,
-                )
-            else:
-                error = exc
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if run.cancelled or (task is not None and task.cancelling()):
-                cancelled = True
-            else:
-                # The processor raised CancelledError itself: a failure, or
-                # the step would stay unfinished and its run would never end.
-                error = StepExecutionError(
-                    f"step {step.name!r} raised CancelledError although neither the step nor its run was "
-                    "cancelled; raise an ordinary exception to fail a step",
-                    step_name=step.name,
-                )
-        except (KeyboardInterrupt, SystemExit) as exc:
-            error = exc
-            self.cancel_workflow(run.project_id, f"{type(exc).__name__} in step {step.name!r}")
-        except BaseException as exc:  # noqa: BLE001 - a step must never take the engine down
-            error = exc
-        finally:
-            self._running -= 1
-            self._free_slots.append(slot)
-            run.tasks.pop(i, None)
-            if run.graph.pools[i]:
-                run.pool_ends.pop(i, None)
-                self.resource_manager.release_all(run.graph.pools[i])
-        t1 = self.clock.now()
-        if cancelled:
-            self._record_attempt(run, i, attempt, t0, t1, StepStatus.CANCELLED, None)
-            self._finish_step_cancelled(run, i)
-        else:
-            result = error is None and self._coerce(step.name, raw)
-            if isinstance(result, StepExecutionError):
-                error, result = result, None
-            if result and result.is_successful:
-                if i in run.attempt_log:
-                    self._record_attempt(run, i, attempt, t0, t1, StepStatus.COMPLETED, None)
-                    result.attempt_history = run.attempt_log[i]
-                else:  # first-try success: the compact record (see results.py)
-                    result.attempt_history = (attempt, t0, t1)
-                result.execution_time = t1 - t0
-                result.started_at = wall0
-                result.completed_at = self.clock.wall()
-                self._complete(run, i, result)
-            else:
-                self._fail_attempt(run, i, attempt, t0, t1, wall0, error, result or None)
-        if self._running or self._loop is not run.loop:
-            self._request_dispatch()
-        else:
-            # No other step is running, so no other step can end in this
-            # loop iteration: deciding now picks what the deferred dispatch
-            # would, one loop iteration sooner (a chain's next step at once).
-            self._dispatch()
-            if not self._running:
-                _drop_idle_deadline_timer(self)
-
-    def _coerce(self, step_name: str, raw: Any) -> StepResult | StepExecutionError:
-        if isinstance(raw, StepResult):
-            return _check_result(step_name, raw)
-        if raw is None:
-            return StepResult(step_name, StepStatus.COMPLETED)  # = StepResult.success(step_name, {})
-        if isinstance(raw, Mapping):
-            return StepResult.success(step_name, dict(raw))
-        return StepExecutionError(
-            f"the processor of step {step_name!r} returned {type(raw).__name__}; "
-            "return a StepResult or a dict of outputs",
-            step_name=step_name,
-        )
-
-    def _record_attempt(
-        self, run: _Run, i: int, attempt: int, t0: float, t1: float, status: StepStatus, error: BaseException | str | None
-    ) -> None:
-        message = error if isinstance(error, str) or error is None else _describe(error)
-        error_type = None if error is None or isinstance(error, str) else type(error).__name__
-        run.attempt_log.setdefault(i, []).append(StepAttempt(attempt, t0, t1, status, message, error_type))
-
-    def _complete(self, run: _Run, i: int, result: StepResult) -> None:
-        graph = run.graph
-        name = graph.steps[i].name
-        result.attempts = run.attempts[i]
-        run.results[i] = result
-        run.outputs_view[name] = result.output_data
-        run.store_output(i, result.output_data)
-        run.status[i] = StepStatus.COMPLETED
-        run.remaining -= 1
-        self._emit(run, EventKind.STEP_COMPLETED, name, {"attempt": run.attempts[i], "duration": result.execution_time})
-        if not run.cancelled:
-            missing = run.missing
-            for c in graph.children[i]:
-                missing[c] -= 1
-                if missing[c] == 0 and run.status[c] is StepStatus.PENDING:
-                    self._queue(run, c)
-        self._finish_if_done(run)
-
-    def _fail_attempt(
-        self, run: _Run, i: int, attempt: int, t0: float, t1: float, wall0: Any,
-        error: BaseException | None, result: StepResult | None,
-    ) -> None:
-        step = run.graph.steps[i]
-        message = (result.error_message if result else None) or _describe(error) or "failed"
-        policy = step.retry_policy
-        self._record_attempt(run, i, attempt, t0, t1, StepStatus.FAILED, message)
-        run.attempt_log[i][-1].error_type = _type_name(error, result)
-        if not run.cancelled and policy.should_retry(attempt, error):
-            delay = policy.delay_for(attempt, self._rng)
-            run.status[i] = StepStatus.RETRYING
-            self._emit(run, EventKind.STEP_RETRYING, step.name, {"attempt": attempt, "delay": delay, "error": message, "error_type": _type_name(error, result)})
-            run.retry_handles[i] = run.loop.call_later(delay, self._retry_due, run, i)
-            return
-        final = result or StepResult.failure(step.name, message, getattr(error, "details", None) or {})
-        final.status = StepStatus.FAILED
-        final.error_type = _type_name(error, result)
-        if error is not None and "error_type" not in final.error_details:
-            final.error_details["error_type"] = type(error).__name__
-        final.execution_time = t1 - t0
-        final.started_at = wall0
-        final.completed_at = self.clock.wall()
-        final.attempts = attempt
-        final.attempt_history = run.attempt_log.get(i, [])
-        run.results[i] = final
-        run.status[i] = StepStatus.FAILED
-        run.remaining -= 1
-        self._emit(run, EventKind.STEP_FAILED, step.name, {"attempt": attempt, "duration": t1 - t0, "error": message, "error_type": final.error_type})
-        self._skip_descendants(run, i)
-        if run.fail_fast and not run.cancelled:
-            run.failed_fast = True
-            self.cancel_workflow(run.project_id, f"fail-fast: step {step.name!r} failed")
-        self._finish_if_done(run)
-
-    def _retry_due(self, run: _Run, i: int) -> None:
-        run.retry_handles.pop(i, None)
-        if run.cancelled or run.status[i] is not StepStatus.RETRYING:
-            return
-        self._queue(run, i)
-        self._request_dispatch()
-
-    def _skip_descendants(self, run: _Run, i: int) -> None:
-        graph = run.graph
-        upstream = graph.steps[i].name
-        stack = list(graph.children[i])
-        while stack:
-            c = stack.pop()
-            if run.status[c] is not StepStatus.PENDING:
-                continue
-            run.status[c] = StepStatus.SKIPPED
-            run.remaining -= 1
-            reason = f"upstream step {upstream!r} failed"
-            run.results[c] = StepResult(graph.steps[c].name, StepStatus.SKIPPED, error_message=reason, error_details={"upstream": upstream})
-            self._emit(run, EventKind.STEP_SKIPPED, graph.steps[c].name, {"reason": reason, "upstream": upstream})
-            stack.extend(graph.children[c])
-
-    def _finish_step_cancelled(self, run: _Run, i: int) -> None:
-        if run.status[i].is_terminal:
-            return
-        name = run.graph.steps[i].name
-        run.status[i] = StepStatus.CANCELLED
-        run.remaining -= 1
-        run.results[i] = StepResult(
-            name, StepStatus.CANCELLED, error_message=run.cancel_reason or "cancelled",
-            attempts=run.attempts[i], attempt_history=run.attempt_log.get(i, []),
-        )
-        self._emit(run, EventKind.STEP_CANCELLED, name, {"reason": run.cancel_reason})
-        self._finish_if_done(run)
-
-    def _finish_if_done(self, run: _Run) -> None:
-        if run.remaining or run.done is None or run.done.done():
-            return
-        if run.cancelled and not run.failed_fast:
-            status = StepStatus.CANCELLED
-        elif all(s is StepStatus.COMPLETED for s in run.status):
-            status = StepStatus.COMPLETED
-        else:
-            status = StepStatus.FAILED
-        run.state.completed_at = self.clock.wall()
-        self._emit(run, EventKind.RUN_FINISHED, None, {"status": status.value, "reason": run.cancel_reason or None, "run_id": run.run_id})
-        run.wake_checkpoints()
-        run.done.set_result(status)
-
     # ------------------------------------------------------------------ control on the loop
     def _do_pause(self, run: _Run) -> None:
         if run.done.done():
@@ -1071,150 +742,10 @@ class WorkflowEngine:
         )
 
 
-def _check_result(step_name: str, result: StepResult) -> StepResult | StepExecutionError:
-    # A malformed StepResult would break the data flow after the step ended
-    # (and hang its run): reject it as the step's failure instead.
-    result.step_name = step_name
-    try:
-        result.status = StepStatus(result.status)
-    except ValueError:
-        pass
-    if result.output_data is None:
-        result.output_data = {}
-    if result.metadata is None:
-        result.metadata = {}
-    problem = None
-    if result.status not in (StepStatus.COMPLETED, StepStatus.FAILED):
-        problem = f"a StepResult with status {getattr(result.status, 'value', result.status)!r}"
-    elif not isinstance(result.output_data, Mapping):
-        problem = f"a StepResult whose output_data is {type(result.output_data).__name__}"
-    elif not isinstance(result.metadata, Mapping):
-        problem = f"a StepResult whose metadata is {type(result.metadata).__name__}"
-    if problem is None:
-        return result
-    return StepExecutionError(
-        f"the processor of step {step_name!r} returned {problem}; "
-        "return StepResult.success(name, {...}) / StepResult.failure(name, message) or a dict of outputs",
-        step_name=step_name,
-    )
-
-
-class _Deadline:
-    """A step's timeout: what ``asyncio.timeout`` does for the step, at a fraction of the cost.
-
-    ``asyncio.timeout`` arms and cancels one loop timer per step (a
-    ``TimerHandle``, a context copy, a heap push), which cost more than the
-    rest of starting a no-op step.  Here every running step's deadline sits
-    in the engine's heap, and one loop timer is armed for the earliest.
-    Finished steps are only marked (``task = None``) and dropped when they
-    reach the top, or when the timer fires; so the timer may fire for a
-    deadline that is gone, which re-arms it and changes nothing else.
-
-    Semantics are those of ``asyncio.timeout``: at the deadline the step's
-    task is cancelled; leaving the block with that ``CancelledError`` raises
-    ``TimeoutError`` (unless someone else also cancelled the task), and
-    :meth:`expired` tells the engine the deadline was its own.
-    """
-
-    __slots__ = ("engine", "loop", "when", "task", "cancelling", "_expired")
-
-    def __init__(self, engine: "WorkflowEngine", loop: asyncio.AbstractEventLoop, delay: float) -> None:
-        self.engine = engine
-        self.loop = loop
-        self.when = loop.time() + delay
-        self.task: asyncio.Task | None = None
-        self.cancelling = 0
-        self._expired = False
-
-    def expired(self) -> bool:
-        return self._expired
-
-    def __enter__(self) -> "_Deadline":
-        task = asyncio.current_task()
-        if task is None:
-            raise RuntimeError("a step deadline must be entered inside a task")
-        self.task = task
-        self.cancelling = task.cancelling()
-        engine = self.engine
-        heap = engine._deadlines
-        heapq.heappush(heap, (self.when, next(engine._deadline_seq), self))
-        timer = engine._deadline_timer
-        if timer is not None and engine._deadline_loop is not self.loop:
-            # Left over from a run on another (closed) loop: forget it.
-            timer.cancel()
-            timer = None
-            del heap[:]
-            heapq.heappush(heap, (self.when, next(engine._deadline_seq), self))
-        if timer is None or self.when < engine._deadline_at:
-            if timer is not None:
-                timer.cancel()
-            engine._deadline_at = self.when
-            engine._deadline_loop = self.loop
-            engine._deadline_timer = self.loop.call_at(self.when, _deadlines_due, engine, self.loop)
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        task, self.task = self.task, None
-        engine = self.engine
-        heap = engine._deadlines
-        while heap and heap[0][2].task is None:
-            heapq.heappop(heap)
-        # An empty heap keeps its timer until no step runs (see
-        # _drop_idle_deadline_timer): steps that end without awaiting would
-        # otherwise arm and cancel a loop timer each.
-        if self._expired and task is not None:
-            if task.uncancel() <= self.cancelling and exc_type is asyncio.CancelledError:
-                raise TimeoutError from exc
-
-
-def _drop_idle_deadline_timer(engine: "WorkflowEngine") -> None:
-    """No step is running: every deadline is gone, so the loop timer goes too.
-
-    Only running steps may leave a timer behind, so an idle loop (a paused
-    run, a VirtualClock between runs) never wakes for a deadline of a step
-    that already ended.
-    """
-    if engine._deadline_timer is not None and all(entry[2].task is None for entry in engine._deadlines):
-        engine._deadline_timer.cancel()
-        engine._deadline_timer = None
-        engine._deadlines.clear()
-
-
-def _deadlines_due(engine: "WorkflowEngine", loop: asyncio.AbstractEventLoop) -> None:
-    """The deadline timer fired: cancel every step whose deadline has come, re-arm for the next."""
-    engine._deadline_timer = None
-    due = engine._deadline_at
-    heap = engine._deadlines
-    while heap and (heap[0][2].task is None or heap[0][0] <= due):
-        deadline = heapq.heappop(heap)[2]
-        task = deadline.task
-        if task is not None and deadline.loop is loop:
-            deadline._expired = True
-            task.cancel()
-    if heap:
-        engine._deadline_at = heap[0][0]
-        engine._deadline_timer = loop.call_at(heap[0][0], _deadlines_due, engine, loop)
-
-
 def _check_limit(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise WorkflowEngineError(f"max_concurrent_steps must be an int >= 1, got {value!r}")
     return value
-
-
-def _describe(error: BaseException | None) -> str:
-    if error is None:
-        return ""
-    text = str(error)
-    return text if isinstance(error, WorkflowEngineError) else f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _type_name(error: BaseException | None, result: StepResult | None) -> str:
-    if error is not None:
-        return type(error).__name__
-    if result is not None and result.error_details.get("error_type"):
-        return str(result.error_details["error_type"])
-    return "StepFailure"
 
 
 def _open_store(run_store: Any) -> Any:

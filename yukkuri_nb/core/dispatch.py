@@ -1,0 +1,137 @@
+"""Choosing and starting ready steps: the engine's dispatcher.
+
+:class:`Dispatcher` is a part of :class:`~yukkuri_nb.core.engine.WorkflowEngine`
+(a mixin: the engine's state, one object).  The policy itself lives in
+:mod:`~yukkuri_nb.core.scheduler`; this module applies it to the engine:
+
+* ``_ready`` (:class:`~yukkuri_nb.core.scheduler.ReadyQueue`) holds the ready
+  steps of every run, keyed ``(run.order, -urgency, -rank, index, run)``;
+  :func:`~yukkuri_nb.core.plan.simulate_schedule` builds the same keys.
+* ``_running`` counts started steps (all runs) against ``_max_concurrent``;
+  ``_free_slots`` / ``_next_slot`` hand out small slot numbers (the lanes of
+  the Gantt charts).
+* ``_dispatch`` runs at most once per loop iteration (``_dispatch_pending``),
+  so steps ending in the same iteration are decided together, as the
+  planner does for steps ending at the same virtual time.
+* ``run.pool_ends`` maps each running step holding pool units to its
+  estimated end, for backfilling (``_claim_horizon`` / ``_fits_before``).
+
+Invariant: ``_dispatch`` picks under ``_lock``, which the control calls
+(pause / cancel from any thread) also take, so a paused or cancelled run
+never gets a new step once the call returned.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import TYPE_CHECKING
+
+from .definitions import StepStatus
+from .events import EventKind
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .run import _Run
+
+__all__ = ["Dispatcher"]
+
+
+class Dispatcher:
+    """The engine's ready queue handling (see the module docstring)."""
+
+    def _request_dispatch(self) -> None:
+        loop = self._loop
+        if loop is None or self._dispatch_pending:
+            return
+        self._dispatch_pending = True
+        if threading.get_ident() == self._loop_thread:
+            loop.call_soon(self._dispatch)
+        else:
+            loop.call_soon_threadsafe(self._dispatch)
+
+    def _queue(self, run: _Run, i: int) -> None:
+        step = run.graph.steps[i]
+        run.status[i] = StepStatus.READY
+        # The key of scheduler.py's policy; plan.simulate_schedule builds the same.
+        entry = (run.order, -run.graph.urgency[i], -run.graph.rank[i], i, run)
+        if run.paused:
+            run.parked.append(entry)
+        else:
+            self._ready.push(entry, run.graph.pools[i])
+        self._emit(run, EventKind.STEP_QUEUED, step.name, {})
+
+    def _dispatch(self) -> None:
+        self._dispatch_pending = False
+        ready = self._ready
+        if not ready:
+            return
+        rm = self.resource_manager
+        started: list[tuple[_Run, int, int]] = []
+        deferred: list[tuple] = []
+        with self._lock:
+            slots = self._max_concurrent - self._running
+            if slots <= 0:
+                return
+            for entry in ready.pop_startable(slots, rm.try_acquire_all, self._claim_horizon, self._fits_before):
+                run = entry[4]
+                i = entry[3]
+                if run.paused or run.cancelled:
+                    # Paused or cancelled between queueing and now (another
+                    # thread): give the units back and leave it to _do_pause /
+                    # _do_cancel.
+                    if run.graph.pools[i]:
+                        rm.release_all(run.graph.pools[i])
+                    deferred.append(entry)
+                    continue
+                slot = self._free_slots.pop() if self._free_slots else self._take_new_slot()
+                self._running += 1
+                run.status[i] = StepStatus.RUNNING
+                if run.graph.pools[i]:
+                    est = run.graph.steps[i].estimated_duration
+                    run.pool_ends[i] = self.clock.now() + est if est > 0 else None
+                started.append((run, i, slot))
+        for entry in deferred:
+            run = entry[4]
+            if run.cancelled:
+                self._finish_step_cancelled(run, entry[3])
+            else:
+                run.parked.append(entry)
+        for run, i, slot in started:
+            self._start(run, i, slot)
+
+    def _claim_horizon(self, pools: frozenset[str]) -> float:
+        """Estimated time at which a unit of each of ``pools`` is free (``-inf``: unknown).
+
+        From the estimated ends of the running steps holding those pools
+        (an overrunning one counts as ending now).  Called only when a
+        ready step is blocked, over at most ``max_concurrent_steps`` steps.
+        """
+        rm = self.resource_manager
+        now = self.clock.now()
+        t = now
+        for p in pools:
+            short = rm.in_use(p) - rm.capacity(p) + 1  # units that must free first
+            if short <= 0:
+                continue
+            ends = []
+            for run in self._runs.values():
+                for i, end in run.pool_ends.items():
+                    if p in run.graph.pools[i]:
+                        if end is None:
+                            return -math.inf
+                        ends.append(end)
+            if len(ends) < short:  # units held outside the engine's steps
+                return -math.inf
+            ends.sort()
+            t = max(t, ends[short - 1])
+        return t
+
+    def _fits_before(self, entry: tuple, until: float) -> bool:
+        """Whether the step of ready ``entry``, started now, is estimated to end by ``until``."""
+        est = entry[4].graph.steps[entry[3]].estimated_duration
+        return est > 0 and self.clock.now() + est <= until
+
+    def _take_new_slot(self) -> int:
+        slot = self._next_slot
+        self._next_slot += 1
+        return slot
