@@ -67,16 +67,17 @@ run starts).
 
 Security: the store only ever stores and parses JSON (never pickle), and
 every SQL statement is parameterised.
+
+Modules: this one records and resumes; :mod:`~yukkuri_nb.core.store_schema`
+has the tables and their migrations, :mod:`~yukkuri_nb.core.store_codec` the
+JSON encoding of values, :mod:`~yukkuri_nb.core.store_read` the reading of
+past runs.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import json
 import logging
-import math
 import os
 import pathlib
 import socket
@@ -84,13 +85,24 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable
 
 from .definitions import StepStatus
 from .events import Event, EventKind
 from .results import StepAttempt, StepResult
-from .workflow_exceptions import WorkflowEngineError
+from .store_codec import (
+    _dumps,
+    _dumps_data,
+    _encode,
+    _iso,
+    _loads,
+    _parse_iso,
+    _pid_alive,
+    _sha256,
+    _status,
+)
+from .store_read import StoreReader
+from .store_schema import MIGRATIONS, SCHEMA_VERSION, RunStoreError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import WorkflowEngine
@@ -100,198 +112,6 @@ __all__ = ["SQLiteRunStore", "RunStoreError", "SCHEMA_VERSION", "MIGRATIONS"]
 
 log = logging.getLogger("yukkuri_nb.store")
 
-_PATH_KEY = "__yukkuri_path__"
-_REPR_KEY = "__yukkuri_repr__"
-_REPR_LIMIT = 2000
-
-#: ``user_version`` -> DDL statements that bring a store from the previous version to it.
-MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        """CREATE TABLE runs (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            run_id TEXT NOT NULL UNIQUE,
-            project_id TEXT NOT NULL,
-            workflow_name TEXT NOT NULL,
-            status TEXT NOT NULL,
-            reason TEXT,
-            total_steps INTEGER NOT NULL,
-            fresh INTEGER NOT NULL DEFAULT 0,
-            resumed_from TEXT,
-            started_at TEXT NOT NULL,
-            finished_at TEXT,
-            clock_start REAL,
-            clock_end REAL,
-            host TEXT,
-            pid INTEGER
-        )""",
-        "CREATE INDEX runs_by_project ON runs (project_id, workflow_name, id)",
-        """CREATE TABLE steps (
-            run_id TEXT NOT NULL,
-            step TEXT NOT NULL,
-            status TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            queued_time REAL,
-            started_time REAL,
-            finished_time REAL,
-            restored INTEGER NOT NULL DEFAULT 0,
-            error TEXT,
-            error_type TEXT,
-            PRIMARY KEY (run_id, step)
-        ) WITHOUT ROWID""",
-        """CREATE TABLE attempts (
-            run_id TEXT NOT NULL,
-            step TEXT NOT NULL,
-            attempt INTEGER NOT NULL,
-            slot INTEGER,
-            started_time REAL,
-            finished_time REAL,
-            status TEXT NOT NULL,
-            error TEXT,
-            error_type TEXT,
-            PRIMARY KEY (run_id, step, attempt)
-        ) WITHOUT ROWID""",
-        """CREATE TABLE events (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            run_id TEXT,
-            seq INTEGER NOT NULL,
-            time REAL NOT NULL,
-            kind TEXT NOT NULL,
-            project_id TEXT,
-            workflow_name TEXT,
-            step TEXT,
-            data TEXT NOT NULL
-        )""",
-        "CREATE INDEX events_by_run ON events (run_id, seq)",
-        """CREATE TABLE outputs (
-            run_id TEXT NOT NULL,
-            step TEXT NOT NULL,
-            output TEXT NOT NULL,
-            metadata TEXT NOT NULL,
-            resumable INTEGER NOT NULL,
-            dependencies TEXT NOT NULL,
-            attempts INTEGER NOT NULL,
-            execution_time REAL,
-            started_at TEXT,
-            completed_at TEXT,
-            PRIMARY KEY (run_id, step)
-        ) WITHOUT ROWID""",
-        """CREATE TABLE artifacts (
-            run_id TEXT NOT NULL,
-            step TEXT NOT NULL,
-            path TEXT NOT NULL,
-            size INTEGER NOT NULL,
-            sha256 TEXT NOT NULL,
-            PRIMARY KEY (run_id, step, path)
-        ) WITHOUT ROWID""",
-    ),
-}
-
-#: The schema this code writes; a file with a newer ``user_version`` is refused.
-SCHEMA_VERSION = max(MIGRATIONS)
-
-
-class RunStoreError(WorkflowEngineError):
-    """The run store cannot be opened, or a run / record asked for does not exist."""
-
-
-# --------------------------------------------------------------------------- JSON
-def _encode(value: Any, paths: list[str], depth: int = 0) -> tuple[Any, bool]:
-    """``(JSON-ready value, exact)``; collects candidate artifact paths into ``paths``."""
-    if value is None or isinstance(value, bool):
-        return value, True
-    if isinstance(value, str):
-        if 0 < len(value) < 1024 and "\n" not in value and "\0" not in value:
-            paths.append(value)
-        return str(value), True
-    if isinstance(value, int):
-        return int(value), True
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return float(value), True
-        return {_REPR_KEY: repr(value)}, False
-    if isinstance(value, pathlib.PurePath):
-        paths.append(str(value))
-        return {_PATH_KEY: str(value)}, True
-    if depth < 64:
-        if isinstance(value, dict):
-            out: dict[str, Any] = {}
-            exact = True
-            for k, v in value.items():
-                if not isinstance(k, str) or k in (_PATH_KEY, _REPR_KEY):
-                    exact = False
-                    k = str(k)
-                out[k], ok = _encode(v, paths, depth + 1)
-                exact = exact and ok
-            return out, exact
-        if isinstance(value, (list, tuple)):
-            items = []
-            exact = True
-            for v in value:
-                enc, ok = _encode(v, paths, depth + 1)
-                items.append(enc)
-                exact = exact and ok
-            return items, exact
-    try:
-        text = repr(value)
-    except Exception as exc:  # a broken __repr__ must not break the store
-        text = f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
-    return {_REPR_KEY: text[:_REPR_LIMIT]}, False
-
-
-def _decode_hook(obj: dict[str, Any]) -> Any:
-    if len(obj) == 1 and _PATH_KEY in obj:
-        return pathlib.Path(obj[_PATH_KEY])
-    return obj
-
-
-def _loads(text: str | None) -> Any:
-    return json.loads(text, object_hook=_decode_hook) if text else {}
-
-
-def _loads_or_note(text: Any, what: str) -> Any:
-    """:func:`_loads` for reading history: a damaged record reads as a note, not an exception."""
-    try:
-        return _loads(text)
-    except ValueError:  # not JSON (JSONDecodeError, or bytes that are not UTF-8)
-        log.warning("run store: %s is not JSON; it reads as a note", what)
-        return {_REPR_KEY: f"<unreadable {what}: not JSON>"}
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=repr, allow_nan=False)
-
-
-def _dumps_data(data: Any) -> str:
-    try:
-        return json.dumps(data, ensure_ascii=False, default=repr)
-    except (TypeError, ValueError):
-        return json.dumps({_REPR_KEY: repr(data)[:_REPR_LIMIT]})
-
-
-def _sha256(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if isinstance(value, datetime) else None
-
-
-def _parse_iso(text: str | None) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text) if text else None
-    except ValueError:
-        return None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
 
 
 # --------------------------------------------------------------------------- per-run bookkeeping
@@ -342,7 +162,7 @@ _INSERT_OUTPUT = (
 _INSERT_ARTIFACT = "INSERT OR REPLACE INTO artifacts (run_id, step, path, size, sha256) VALUES (?, ?, ?, ?, ?)"
 
 
-class SQLiteRunStore:
+class SQLiteRunStore(StoreReader):
     """Records runs in an SQLite file and offers completed steps back for resume.
 
     Parameters:
@@ -888,172 +708,9 @@ class SQLiteRunStore:
                 for note in notes:
                     engine._emit_if_active(run, EventKind.LOG, None, {"level": "info", "source": "run_store", "message": note})
 
-    # ------------------------------------------------------------------ reading the past
-    def _read(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
-        with self._lock:
-            self._flush_locked(force=False, live_engine=None)
-            conn = self._connection()
-            cur = conn.execute(sql, params)
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row)) for row in cur.fetchall()]
-
-    def list_runs(
-        self, project_id: str | None = None, workflow_name: str | None = None, *, status: str | None = None, limit: int | None = None
-    ) -> list[dict[str, Any]]:
-        """Stored runs, newest first, as dicts (``run_id``, ``project_id``, ``status``, counts, times, ...).
-
-        A ``running`` run whose process is known to be dead reads ``interrupted``.
-        """
-        where, params = [], []
-        for col, value in (("r.project_id", project_id), ("r.workflow_name", workflow_name)):
-            if value is not None:
-                where.append(f"{col} = ?")
-                params.append(value)
-        sql = (
-            "SELECT r.*, "
-            "(SELECT count(*) FROM steps s WHERE s.run_id = r.run_id AND s.status = 'completed') AS completed_steps, "
-            "(SELECT count(*) FROM steps s WHERE s.run_id = r.run_id AND s.status = 'completed' AND s.restored) AS resumed_steps, "
-            "(SELECT count(*) FROM steps s WHERE s.run_id = r.run_id AND s.status = 'failed') AS failed_steps "
-            "FROM runs r" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY r.id DESC"
-        )
-        rows = [self._live_status(r) for r in self._read(sql, tuple(params))]
-        if status is not None:
-            rows = [r for r in rows if r["status"] == status]
-        return rows[:limit] if limit is not None else rows
-
-    def _live_status(self, row: dict[str, Any]) -> dict[str, Any]:
-        row.pop("id", None)
-        if row["status"] == "running" and row.get("host") == self._host and row.get("pid") != self._pid:
-            if row.get("pid") is not None and not _pid_alive(row["pid"]):
-                row["status"] = "interrupted"
-        return row
-
-    def resolve_run_id(self, run_id: str) -> str:
-        """The full id of the run ``run_id`` names: an id, a unique prefix, or a project id (its latest run).
-
-        Raises :class:`RunStoreError` when nothing or several runs match.
-        """
-        if not isinstance(run_id, str) or not run_id:
-            raise RunStoreError(f"a run id must be a non-empty string, got {run_id!r}")
-        rows = self._read("SELECT run_id FROM runs WHERE run_id = ?", (run_id,))
-        if rows:
-            return rows[0]["run_id"]
-        escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        rows = self._read("SELECT run_id FROM runs WHERE run_id LIKE ? ESCAPE '\\' LIMIT 3", (escaped + "%",))
-        if len(rows) == 1:
-            return rows[0]["run_id"]
-        if len(rows) > 1:
-            raise RunStoreError(f"run id prefix {run_id!r} matches several runs; give more characters")
-        rows = self._read("SELECT run_id FROM runs WHERE project_id = ? ORDER BY id DESC LIMIT 1", (run_id,))
-        if rows:
-            return rows[0]["run_id"]
-        raise RunStoreError(
-            f"no run {run_id!r} in run store {str(self.path)!r} (neither a run id, a prefix of one, nor a project id); "
-            "list them with `yukkuri-nb runs list`"
-        )
-
-    def get_run(self, run_id: str) -> dict[str, Any]:
-        """One run: its row plus ``steps`` (list of dicts) and ``attempts``; ``run_id`` as in :meth:`resolve_run_id`."""
-        rid = self.resolve_run_id(run_id)
-        run = self._run_row(rid)
-        run["steps"] = self.steps(rid)
-        run["attempts"] = self._read("SELECT * FROM attempts WHERE run_id = ? ORDER BY started_time, step, attempt", (rid,))
-        return run
-
-    def _run_row(self, run_id: str) -> dict[str, Any]:
-        rows = self._read("SELECT * FROM runs WHERE run_id = ?", (run_id,))
-        if not rows:
-            raise RunStoreError(f"no run {run_id!r} in run store {str(self.path)!r}")
-        return self._live_status(rows[0])
-
-    def steps(self, run_id: str) -> list[dict[str, Any]]:
-        """Per-step rows of a run (status, attempts, clock times, error, restored)."""
-        rid = self.resolve_run_id(run_id)
-        return self._read(
-            "SELECT step, status, attempts, queued_time, started_time, finished_time, "
-            "finished_time - started_time AS duration, restored, error, error_type FROM steps WHERE run_id = ? "
-            "ORDER BY coalesce(queued_time, finished_time), step", (rid,)
-        )
-
-    def events(self, run_id: str) -> list[Event]:
-        """The run's events as :class:`Event` objects in ``seq`` order (what ``engine.events`` returned)."""
-        rid = self.resolve_run_id(run_id)
-        out = []
-        for r in self._read(
-            "SELECT seq, time, kind, project_id, workflow_name, step, data FROM events WHERE run_id = ? ORDER BY seq", (rid,)
-        ):
-            try:
-                kind = EventKind(r["kind"])
-            except ValueError:
-                continue  # a kind from a newer yukkuri_nb
-            data = _loads_or_note(r["data"], f"data of event {r['seq']}")
-            if isinstance(data, dict) and isinstance(data.get("pools"), list):  # JSON has no tuples; the engine's events carry one
-                data["pools"] = tuple(data["pools"])
-            out.append(Event(r["seq"], r["time"], kind, r["project_id"], r["workflow_name"], r["step"], data))
-        return out
-
-    def outputs(self, run_id: str) -> dict[str, dict[str, Any]]:
-        """Step name -> stored ``output_data`` (paths as :class:`pathlib.Path`, non-JSON values as ``{"__yukkuri_repr__": ...}``)."""
-        rid = self.resolve_run_id(run_id)
-        return {r["step"]: _loads_or_note(r["output"], f"output of step {r['step']!r}") for r in self._read("SELECT step, output FROM outputs WHERE run_id = ?", (rid,))}
-
-    def artifacts(self, run_id: str) -> list[dict[str, Any]]:
-        """Files referenced by the run's outputs: ``step``, ``path``, ``size``, ``sha256``."""
-        rid = self.resolve_run_id(run_id)
-        return self._read("SELECT step, path, size, sha256 FROM artifacts WHERE run_id = ? ORDER BY step, path", (rid,))
-
-    def export(self, run_id: str, fmt: str = "json", *, table: str = "events") -> str:
-        """A run's history as text.
-
-        ``fmt="json"``: one document with ``run``, ``steps``, ``attempts``,
-        ``events``, ``outputs`` and ``artifacts``.  ``fmt="csv"``: one table,
-        ``table="events"`` (``data`` as a JSON column), ``"steps"`` or ``"attempts"``.
-        """
-        if fmt not in ("json", "csv"):
-            raise RunStoreError(f"export format must be 'json' or 'csv', got {fmt!r}")
-        run = self.get_run(run_id)
-        rid = run["run_id"]
-        if fmt == "json":
-            doc = {
-                "format": "yukkuri_nb.run/1",
-                "run": {k: v for k, v in run.items() if k not in ("steps", "attempts")},
-                "steps": run["steps"],
-                "attempts": run["attempts"],
-                "events": [e.to_dict() for e in self.events(rid)],
-                "outputs": self.outputs(rid),
-                "artifacts": self.artifacts(rid),
-            }
-            return json.dumps(doc, ensure_ascii=False, indent=2, default=_json_default)
-        if table == "events":
-            rows = [dict(e.to_dict(), data=json.dumps(e.data, ensure_ascii=False)) for e in self.events(rid)]
-            columns = ["seq", "time", "kind", "project_id", "workflow_name", "step", "data"]
-        elif table in ("steps", "attempts"):
-            rows = run[table]
-            columns = list(rows[0]) if rows else []
-        else:
-            raise RunStoreError(f"export table must be 'events', 'steps' or 'attempts', got {table!r}")
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return buf.getvalue()
-
     def __repr__(self) -> str:
         state = "healthy" if self.healthy else f"failing ({self.errors} errors)"
         return f"<SQLiteRunStore {str(self.path)!r} {state}, {self.pending} pending>"
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, pathlib.PurePath):
-        return str(value)
-    return repr(value)
-
-
-def _status(text: str) -> StepStatus:
-    try:
-        return StepStatus(text)
-    except ValueError:
-        return StepStatus.FAILED
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
