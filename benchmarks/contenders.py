@@ -204,13 +204,13 @@ def dask_pooled_sleep(w: Workload) -> Callable:
 
 
 # ---------------------------------------------------------------- virtual time
-def engine_makespan(w: Workload) -> float:
+def engine_makespan(w: Workload, schedule: str = "priority") -> float:
     """The real engine on a :class:`VirtualClock`, each step sleeping its duration."""
     from yukkuri_nb.core import VirtualClock
 
     clock = VirtualClock()
     engine = build_engine(w, processor=sleeper, clock=clock)
-    result = clock.run(engine.execute_workflow("bench", "p", {}))
+    result = clock.run(engine.execute_workflow("bench", "p", {}, schedule=schedule))
     if not result.is_successful:
         raise RuntimeError(f"virtual engine run ended {result.status.value}: {result.error_summary}")
     return result.execution_time_seconds

@@ -135,17 +135,28 @@ def workload_f(cfg: dict) -> Result:
         w = spec.random_dag(seed)
         lb = spec.lower_bound(w)
         engine = C.engine_makespan(w)
+        makespan = C.engine_makespan(w, "makespan")
         fifo = C.list_schedule(w)
         barrier = C.phase_barrier(w)
-        rows.append({"seed": seed, "steps": len(w.tasks), "lower_bound": lb, "engine": engine, "fifo": fifo, "phase_barrier": barrier})
-    result.samples = {c: [r[c] / r["lower_bound"] for r in rows] for c in ("engine", "fifo", "phase_barrier")}
-    worst = max(rows, key=lambda r: r["engine"] / r["fifo"])
+        rows.append({"seed": seed, "steps": len(w.tasks), "lower_bound": lb, "engine": engine,
+                     "engine makespan": makespan, "fifo": fifo, "phase_barrier": barrier})
+    contenders = ("engine", "engine makespan", "fifo", "phase_barrier")
+    result.samples = {c: [r[c] / r["lower_bound"] for r in rows] for c in contenders}
     result.metrics["instances"] = rows
     result.metrics["median_over_lower_bound"] = {c: statistics.median(s) for c, s in result.samples.items()}
-    result.metrics["worst_engine_over_fifo"] = {"seed": worst["seed"], "ratio": worst["engine"] / worst["fifo"]}
+    # "engine" is the default schedule (step priorities first, as SPEC 2.3
+    # says); "engine makespan" is execute_workflow(schedule="makespan"),
+    # which may overrule priorities when its simulation says so.
+    worst = {}
+    for c in ("engine", "engine makespan"):
+        w_row = max(rows, key=lambda r: r[c] / r["fifo"])
+        worst[c] = w_row[c] / w_row["fifo"]
+        result.metrics[f"worst_{c.replace(' ', '_')}_over_fifo"] = {"seed": w_row["seed"], "ratio": worst[c]}
+        result.metrics[f"instances_{c.replace(' ', '_')}_over_fifo_by_2pc"] = sum(r[c] / r["fifo"] > 1.02 for r in rows)
     result.metrics["instances_engine_better_than_fifo"] = sum(r["engine"] < r["fifo"] - 1e-9 for r in rows)
     result.target("median engine makespan / lower bound", statistics.median(result.samples["engine"]), 1.05)
-    result.target("worst engine / FIFO over all instances", worst["engine"] / worst["fifo"], 1.02)
+    result.target("worst engine / FIFO over all instances (default schedule, priorities first)", worst["engine"], 1.02)
+    result.target("worst engine / FIFO over all instances (schedule='makespan')", worst["engine makespan"], 1.02)
     return result
 
 

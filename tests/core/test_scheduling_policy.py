@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from yukkuri_nb.core import EventKind, VirtualClock, WorkflowEngine, simulate_schedule
+from yukkuri_nb.core.scheduler import SCHEDULES
 from yukkuri_nb.core.workflow_exceptions import WorkflowEngineError
 from yukkuri_nb.core.workflow_step import ResourceManager, StepPriority, WorkflowStepDefinition
 
@@ -129,9 +130,10 @@ def test_a_bad_run_priority_is_refused_before_anything_runs(bad):
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10**6), runs=st.integers(1, 3))
-def test_the_planner_makes_the_live_engines_decisions(seed, runs):
-    """simulate_schedule (plan_execution, sweeps) and the engine agree step for step on random graphs."""
+@given(seed=st.integers(0, 10**6), runs=st.integers(1, 3), kinds=st.lists(st.sampled_from(SCHEDULES), min_size=3, max_size=3))
+def test_the_planner_makes_the_live_engines_decisions(seed, runs, kinds):
+    """simulate_schedule (plan_execution, sweeps) and the engine agree step for step on random graphs,
+    with the runs following any mix of schedules."""
     rng = random.Random(seed)
     n = rng.randint(1, 25)
     steps = []
@@ -146,7 +148,7 @@ def test_the_planner_makes_the_live_engines_decisions(seed, runs):
     engine, clock = _engine(steps, caps, max_concurrent=limit)
 
     async def batch():
-        return await asyncio.gather(*(engine.execute_workflow("w", f"r{k}") for k in range(runs)))
+        return await asyncio.gather(*(engine.execute_workflow("w", f"r{k}", schedule=kinds[k]) for k in range(runs)))
 
     clock.run(batch())
     live = sorted(
@@ -154,5 +156,45 @@ def test_the_planner_makes_the_live_engines_decisions(seed, runs):
         for k in range(runs) for e in engine.events(f"r{k}") if e.kind is EventKind.STEP_STARTED
     )
     graph = engine.get_workflow("w")
-    planned = sorted((round(s.start, 9), f"r{s.project}", s.name) for s in simulate_schedule([graph] * runs, limit, caps))
+    planned = sorted(
+        (round(s.start, 9), f"r{s.project}", s.name)
+        for s in simulate_schedule([graph] * runs, limit, caps, schedules=kinds[:runs])
+    )
     assert live == planned
+
+
+def test_fifo_takes_steps_in_the_order_they_became_ready_and_claims_nothing():
+    # One slot: the LOW step defined first goes first under "fifo" (ties by
+    # definition order), the CRITICAL one under "priority".
+    order = [W(name="low", estimated_duration=1, priority=StepPriority.LOW),
+             W(name="crit", estimated_duration=1, priority=StepPriority.CRITICAL)]
+    # Pools: "both" is blocked on A ("holder" goes first: same priority,
+    # longer chain) at t=0.  Under "priority" it
+    # claims B too, and "b_only" (3 s, too long to backfill before A frees
+    # at 2) waits for it; under "fifo" nothing is claimed.
+    pools = [W(name="holder", estimated_duration=2, required_resources={"A"}, priority=StepPriority.CRITICAL),
+             W(name="both", estimated_duration=1, required_resources={"A", "B"}, priority=StepPriority.CRITICAL),
+             W(name="b_only", estimated_duration=3, required_resources={"B"}, priority=StepPriority.LOW)]
+    seen = {}
+    for kind in ("fifo", "priority"):
+        engine, clock = _engine(order, max_concurrent=1)
+        clock.run(engine.execute_workflow("w", "p", schedule=kind))
+        assert engine.events("p")[0].data["schedule"] == kind
+        seen[kind, "order"] = _starts(engine)
+        engine, clock = _engine(pools, {"A": 1, "B": 1}, max_concurrent=3)
+        clock.run(engine.execute_workflow("w", "p", schedule=kind))
+        seen[kind, "pools"] = _starts(engine)
+    assert seen["fifo", "order"] == {"low": 0.0, "crit": 1.0}
+    assert seen["priority", "order"] == {"crit": 0.0, "low": 1.0}
+    assert seen["fifo", "pools"] == {"holder": 0.0, "b_only": 0.0, "both": 3.0}
+    assert seen["priority", "pools"] == {"holder": 0.0, "both": 2.0, "b_only": 3.0}
+
+
+def test_a_bad_schedule_is_refused_before_anything_runs():
+    engine, clock = _engine(_chain())
+    with pytest.raises(
+        WorkflowEngineError,
+        match=r"^schedule of project 'p' must be one of 'priority', 'critical-path', 'fifo' or 'makespan', got 'fastest'$",
+    ):
+        clock.run(engine.execute_workflow("w", "p", schedule="fastest"))
+    assert engine.get_execution_status("p") is None

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from .definitions import StepStatus
 from .events import EventKind
+from .scheduler import step_key
 
 if TYPE_CHECKING:  # pragma: no cover
     from .run import _Run
@@ -53,7 +54,11 @@ class Dispatcher:
         step = run.graph.steps[i]
         run.status[i] = StepStatus.READY
         # The key of scheduler.py's policy; plan.simulate_schedule builds the same.
-        entry = (run.order, -run.graph.urgency[i], -run.graph.rank[i], i, run)
+        if run.claims and run.schedule == "priority":  # the default, inline
+            entry = (run.order, -run.graph.urgency[i], -run.graph.rank[i], i, run)
+        else:
+            k1, k2 = step_key(run.schedule, run.graph.urgency[i], run.graph.rank[i], self.clock.now())
+            entry = (run.order, k1, k2, i, run)
         if run.paused:
             run.parked.append(entry)
         else:
@@ -72,7 +77,7 @@ class Dispatcher:
             slots = self._max_concurrent - self._running
             if slots <= 0:
                 return
-            for entry in ready.pop_startable(slots, rm.try_acquire_all, self._claim_horizon, self._fits_before):
+            for entry in ready.pop_startable(slots, rm.try_acquire_all, self._claim_horizon, self._fits_before, _claims):
                 run = entry[4]
                 i = entry[3]
                 if run.paused or run.cancelled:
@@ -135,3 +140,7 @@ class Dispatcher:
         slot = self._next_slot
         self._next_slot += 1
         return slot
+
+
+def _claims(entry: tuple) -> bool:
+    return entry[4].claims

@@ -37,6 +37,7 @@ import asyncio
 import dataclasses
 import itertools
 import logging
+import math
 import os
 import random
 import threading
@@ -57,7 +58,7 @@ from .processors import StepProcessor, as_processor
 from .resources import ResourceManager
 from .results import StepResult
 from .run import _Run
-from .scheduler import ReadyQueue
+from .scheduler import SCHEDULES, ReadyQueue, claims_units
 from .state import WorkflowExecutionResult, WorkflowExecutionState
 from .stepping import StepLifecycle
 from .workflow_exceptions import (
@@ -400,6 +401,7 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
         fail_fast: bool | None = None,
         fresh: bool = False,
         priority: StepPriority | int = StepPriority.NORMAL,
+        schedule: str = "priority",
     ) -> WorkflowExecutionResult:
         """Run workflow ``workflow_name`` for ``project_id`` and return its result.
 
@@ -416,6 +418,17 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
         the end.  Within a run, steps go by their effective priority (see
         :mod:`yukkuri_nb.core.scheduler`).
 
+        ``schedule`` is the order this run's ready steps are taken in:
+        ``"priority"`` (the default, as above), ``"critical-path"`` (longest
+        remaining chain first, priorities ignored), ``"fifo"`` (the order
+        they became ready, no claims), or ``"makespan"``: when the run starts
+        the engine simulates those three on the estimated durations (steps
+        without an estimate count as 0 s; other runs are not taken into
+        account) and follows the one that finishes first, ``"priority"`` on
+        a tie.  For a batch whose finishing time matters more than its step
+        priorities.  The choice is in the ``run_started`` event
+        (``data["schedule"]``).
+
         Misbehaviour, and what it does: a processor returning anything but a
         dict, ``None`` or a well-formed :class:`StepResult`, or raising any
         exception (``BaseException`` subclasses and ``StopIteration``
@@ -428,7 +441,8 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
         ended is cancelled.
         """
         run = self._prepare(
-            workflow_name, project_id, initial_input, progress_callback, fail_fast=fail_fast, fresh=fresh, priority=priority
+            workflow_name, project_id, initial_input, progress_callback, fail_fast=fail_fast, fresh=fresh,
+            priority=priority, schedule=schedule,
         )
         return await self._drive(run)
 
@@ -458,8 +472,14 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
         fail_fast: bool | None = None,
         fresh: bool = False,
         priority: StepPriority | int = StepPriority.NORMAL,
+        schedule: str = "priority",
     ) -> _Run:
         graph = self.get_workflow(workflow_name)
+        if schedule not in SCHEDULES and schedule != "makespan":
+            raise WorkflowEngineError(
+                f"schedule of project {project_id!r} must be one of {', '.join(map(repr, SCHEDULES))} or 'makespan', "
+                f"got {schedule!r}"
+            )
         if isinstance(priority, bool) or not isinstance(priority, int) or int(priority) not in StepPriority._value2member_map_:
             raise WorkflowEngineError(
                 f"priority of project {project_id!r} must be a StepPriority "
@@ -514,13 +534,29 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
             run.record_history = self.record_history
             run.fresh = fresh
             run.order = (-int(priority), run.seq)
+            run.schedule = self._choose_schedule(graph) if schedule == "makespan" else schedule
+            run.claims = claims_units(run.schedule)
             self._runs[project_id] = run
         return run
+
+    def _choose_schedule(self, graph: WorkflowGraph) -> str:
+        """The schedule of :data:`SCHEDULES` whose simulated makespan of ``graph`` alone is shortest."""
+        rm = self.resource_manager
+        caps = {p: rm.capacity(p) for pools in graph.pools for p in pools}
+        best, best_end = SCHEDULES[0], math.inf
+        for kind in SCHEDULES:
+            try:
+                end = max((s.end for s in simulate_schedule([graph], self._max_concurrent, caps, schedules=[kind])), default=0.0)
+            except ValueError:  # a pool of capacity 0: the run will wait for it whatever the order
+                return SCHEDULES[0]
+            if end < best_end - 1e-9:
+                best, best_end = kind, end
+        return best
 
     async def _drive(self, run: _Run) -> WorkflowExecutionResult:
         try:
             run.t_start = self.clock.now()
-            self._emit(run, EventKind.RUN_STARTED, None, {"run_id": run.run_id, "total_steps": len(run.graph), "fresh": run.fresh})
+            self._emit(run, EventKind.RUN_STARTED, None, {"run_id": run.run_id, "total_steps": len(run.graph), "fresh": run.fresh, "schedule": run.schedule})
             restored = self._restore(run)
             graph = run.graph
             for i in range(len(graph)):

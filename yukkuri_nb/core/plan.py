@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .graph import effective_priorities
-from .scheduler import ReadyQueue
+from .scheduler import SCHEDULES, ReadyQueue, claims_units, step_key
 
 if TYPE_CHECKING:  # pragma: no cover
     from .graph import WorkflowGraph
@@ -141,12 +141,15 @@ def simulate_schedule(
     default_capacity: int = 1,
     durations: Callable[[int, int], float] | None = None,
     priorities: Sequence[int] | None = None,
+    schedules: Sequence[str] | None = None,
 ) -> list[ScheduledStep]:
     """Schedule several runs (one per graph) with the engine's policy on estimated durations.
 
     Runs start in list order, so earlier graphs are served first (as runs
     started earlier are); ``priorities`` gives each run's priority (default
-    NORMAL).  ``durations(project, index)`` overrides a step's duration
+    NORMAL) and ``schedules`` the order each run's steps are taken in (one of
+    :data:`~yukkuri_nb.core.scheduler.SCHEDULES`, default ``"priority"``).
+    ``durations(project, index)`` overrides a step's duration
     (backfilling still plans with the estimates, as the engine does).  Returns one
     :class:`ScheduledStep` per step, in start order.  Raises ``ValueError``
     if a pool some step needs has capacity 0 (the run could never finish).
@@ -175,9 +178,18 @@ def simulate_schedule(
     orders = [(-int(p), r) for r, p in enumerate(priorities or [2] * len(graphs))]
     urgencies = [g.urgency if len(g.urgency) == len(g) else effective_priorities(g.steps, g.children, g.order) for g in graphs]
 
+    kinds = list(schedules or ["priority"] * len(graphs))
+    for kind in kinds:
+        if kind not in SCHEDULES:
+            raise ValueError(f"schedule {kind!r} is not one of {', '.join(SCHEDULES)}")
+
     def push(r: int, i: int) -> None:
-        # The engine's key (WorkflowEngine._queue), with the run's index for the run.
-        ready.push((orders[r], -urgencies[r][i], -graphs[r].rank[i], i, r), graphs[r].pools[i])
+        # The engine's key (Dispatcher._queue), with the run's index for the run.
+        k1, k2 = step_key(kinds[r], urgencies[r][i], graphs[r].rank[i], now)
+        ready.push((orders[r], k1, k2, i, r), graphs[r].pools[i])
+
+    def claims(entry: tuple) -> bool:
+        return claims_units(kinds[entry[4]])
 
     def horizon(pools: frozenset[str]) -> float:
         t = now
@@ -195,6 +207,7 @@ def simulate_schedule(
         est = graphs[entry[4]].steps[entry[3]].estimated_duration
         return est > 0 and now + est <= until
 
+    now = 0.0
     for r, g in enumerate(graphs):
         for i in range(len(g)):
             if not g.parents[i]:
@@ -204,11 +217,10 @@ def simulate_schedule(
     running: list[tuple[float, int, int, int]] = []  # (end, r, i, slot)
     est_ends: dict[tuple[int, int], float | None] = {}  # pooled running steps -> estimated end
     out: list[ScheduledStep] = []
-    now = 0.0
     while True:
         # Consumed lazily, as the engine does: a step started early in a pass
         # counts in the backfilling horizon of later decisions of that pass.
-        for entry in ready.pop_startable(len(free_slots), try_acquire, horizon, fits):
+        for entry in ready.pop_startable(len(free_slots), try_acquire, horizon, fits, claims):
             i, r = entry[3], entry[4]
             g = graphs[r]
             d = durations(r, i) if durations else g.steps[i].estimated_duration

@@ -65,7 +65,7 @@ class _Run:
         "results", "outputs_view", "tasks", "retry_handles", "parked", "remaining",
         "paused", "cancelled", "cancel_reason", "fail_fast", "failed_fast", "done", "state",
         "history", "callback", "callback_tasks", "resume_waiters", "t_start", "resumed_steps",
-        "pool_lists", "fresh", "attempt_log", "record_history", "order", "pool_ends",
+        "pool_lists", "fresh", "attempt_log", "record_history", "order", "pool_ends", "schedule", "claims",
     )
 
     def __init__(
@@ -126,6 +126,10 @@ class _Run:
         self.record_history = True
         #: scheduling key of the run: (-run priority, seq); see scheduler.py
         self.order: tuple[int, int] = (-2, seq)
+        #: the order its ready steps are taken in (scheduler.SCHEDULES) and
+        #: whether its blocked steps claim pools
+        self.schedule = "priority"
+        self.claims = True
         #: running steps that hold pool units -> estimated end (clock time;
         #: None without an estimate), for backfilling around claims
         self.pool_ends: dict[int, float | None] = {}

@@ -46,12 +46,44 @@ import heapq
 import math
 from typing import Callable, Iterator
 
-__all__ = ["ReadyQueue"]
+__all__ = ["ReadyQueue", "SCHEDULES", "step_key", "claims_units"]
+
+#: The orders a run's ready steps can be taken in (``execute_workflow(schedule=...)``):
+#:
+#: * ``"priority"`` (the default, the policy above): effective priority, then
+#:   upward rank, then definition order; blocked steps claim their pools.
+#: * ``"critical-path"``: upward rank, then definition order (priorities
+#:   ignored); claims as above.
+#: * ``"fifo"``: the order the steps became ready, then definition order;
+#:   no claims (greedy list scheduling).
+#:
+#: ``"makespan"`` is not an order of its own: the engine simulates these
+#: three on the estimates when the run starts and follows the one that
+#: finishes first (ties go to ``"priority"``).
+SCHEDULES = ("priority", "critical-path", "fifo")
 
 _NO_POOLS: frozenset[str] = frozenset()
 #: entries of a held-back group looked at for backfilling per pass (the heap's
 #: first entries: the best-ranked ones roughly), so a pass stays O(groups)
 _BACKFILL_SCAN = 32
+
+
+def step_key(schedule: str, urgency: int, rank: float, ready_at: float) -> tuple[float, float]:
+    """The middle of a ready entry's key under ``schedule``: ``(run order, *this, index, item)``.
+
+    Keys of different runs never compare past the run order (it is unique
+    per run), so runs following different schedules share one queue.
+    """
+    if schedule == "priority":
+        return (-urgency, -rank)
+    if schedule == "critical-path":
+        return (-rank, 0)
+    return (ready_at, 0)  # "fifo"
+
+
+def claims_units(schedule: str) -> bool:
+    """Whether a blocked step of a run following ``schedule`` claims its pools (rule 3)."""
+    return schedule != "fifo"
 
 
 class ReadyQueue:
@@ -81,6 +113,7 @@ class ReadyQueue:
         try_acquire: Callable[[frozenset[str]], bool],
         horizon: Callable[[frozenset[str]], float] | None = None,
         fits: Callable[[tuple, float], bool] | None = None,
+        claims: Callable[[tuple], bool] | None = None,
     ) -> Iterator[tuple]:
         """Yield up to ``slots`` entries that may start now, best first.
 
@@ -92,6 +125,8 @@ class ReadyQueue:
         which a step blocked on ``pools`` could start (``-inf`` if unknown),
         and ``fits(entry, t)`` says whether ``entry``, started now, is
         estimated to end by ``t``.  Without them claims are never backfilled.
+        ``claims(entry)`` says whether a blocked ``entry`` claims its pools
+        (default: every one does); one that does not only blocks its group.
         """
         groups = self._groups
         blocked_groups: set[frozenset[str]] = set()
@@ -122,9 +157,10 @@ class ReadyQueue:
                     continue
                 elif not try_acquire(best_pools):
                     blocked_groups.add(best_pools)
-                    claimed.update(best_pools)
-                    if horizon is not None and until > -math.inf:
-                        until = min(until, horizon(best_pools))
+                    if claims is None or claims(best_head):
+                        claimed.update(best_pools)
+                        if horizon is not None and until > -math.inf:
+                            until = min(until, horizon(best_pools))
                     continue
             heap = groups[best_pools]
             entry = heapq.heappop(heap)
