@@ -44,10 +44,6 @@ class Deadlines:
         self._at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def scope(self, loop: asyncio.AbstractEventLoop, delay: float) -> "StepDeadline":
-        """A context manager cancelling the current task ``delay`` seconds from now (``loop``'s time)."""
-        return StepDeadline(self, loop, delay)
-
     def _add(self, deadline: "StepDeadline") -> None:
         heap = self._heap
         loop = deadline.loop
@@ -102,7 +98,8 @@ class Deadlines:
 
 
 class StepDeadline:
-    """One step's timeout: ``with deadlines.scope(loop, delay): ...`` inside the step's task."""
+    """One step's timeout: ``with StepDeadline(deadlines, loop, delay): ...`` inside the step's task
+    cancels the task at ``loop.time() + delay``, taken when the deadline is made."""
 
     __slots__ = ("owner", "loop", "when", "task", "cancelling", "_expired")
 

@@ -73,7 +73,7 @@ class StepLifecycle:
                 )
             context = StepExecutionContext(run, step, attempt)
             data = run.input_data(i)
-            with self._deadlines.scope(run.loop, timeout) as scope:
+            with StepDeadline(self._deadlines, run.loop, timeout) as scope:
                 executor = self._executors.default if step.executor is None else self._executors.get(step.executor, step.name)
                 if executor is not None:
                     raw = await executor.run(processor, context, data)
@@ -86,7 +86,9 @@ class StepLifecycle:
                     raw = await execute(context, data)
                 # asyncio.iscoroutine is also true of plain generators, which
                 # cannot be awaited: those fail in _coerce as a wrong type.
-                if (asyncio.iscoroutine(raw) and not isinstance(raw, types.GeneratorType)) or isinstance(raw, asyncio.Future):
+                if raw is not None and (
+                    (asyncio.iscoroutine(raw) and not isinstance(raw, types.GeneratorType)) or isinstance(raw, asyncio.Future)
+                ):
                     raw = await raw
         except TimeoutError as exc:
             if scope is not None and scope.expired():
@@ -154,10 +156,10 @@ class StepLifecycle:
                 self._deadlines.drop_idle()
 
     def _coerce(self, step_name: str, raw: Any) -> StepResult | StepExecutionError:
-        if isinstance(raw, StepResult):
-            return _check_result(step_name, raw)
         if raw is None:
             return StepResult(step_name, StepStatus.COMPLETED)  # = StepResult.success(step_name, {})
+        if isinstance(raw, StepResult):
+            return _check_result(step_name, raw)
         if isinstance(raw, Mapping):
             return StepResult.success(step_name, dict(raw))
         return StepExecutionError(
