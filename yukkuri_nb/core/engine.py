@@ -247,12 +247,14 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
         notebook dashboard): they re-arm after each redraw, so a busy run
         calls them a few times a second rather than three times per step,
         and an idle one not at all (no timer keeps a VirtualClock moving).
-        Call it on the loop's thread.  An exception from ``fn`` is logged.
+        May be called from any thread.  An exception from ``fn`` is logged.
         """
-        self._wakers.append(fn)
+        with self._lock:
+            self._wakers.append(fn)
 
     def _wake(self) -> None:
-        wakers, self._wakers = self._wakers, []
+        with self._lock:
+            wakers, self._wakers = self._wakers, []
         for fn in wakers:
             try:
                 fn()
