@@ -198,3 +198,17 @@ def test_a_bad_schedule_is_refused_before_anything_runs():
     ):
         clock.run(engine.execute_workflow("w", "p", schedule="fastest"))
     assert engine.get_execution_status("p") is None
+
+
+def test_plan_execution_predicts_the_schedule_the_run_follows():
+    order = [W(name="low", estimated_duration=1, priority=StepPriority.LOW),
+             W(name="crit", estimated_duration=2, priority=StepPriority.CRITICAL)]
+    engine, clock = _engine(order, max_concurrent=1)
+    first = {s.name: s.start for s in engine.plan_execution("w").schedule}
+    assert first == {"crit": 0.0, "low": 2.0}
+    assert {s.name: s.start for s in engine.plan_execution("w", schedule="fifo").schedule} == {"low": 0.0, "crit": 1.0}
+    clock.run(engine.execute_workflow("w", "p", schedule="fifo"))
+    planned = {s.name: s.start for s in engine.plan_execution("w", "p").schedule}  # the run's own schedule
+    assert planned == _starts(engine) == {"low": 0.0, "crit": 1.0}
+    with pytest.raises(WorkflowEngineError, match=r"^schedule must be one of 'priority', 'critical-path', 'fifo' or 'makespan', got 'x'$"):
+        engine.plan_execution("w", schedule="x")

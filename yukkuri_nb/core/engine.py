@@ -306,16 +306,29 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
         """Per-pool snapshot (capacity, in use, waiting), see :meth:`ResourceManager.statistics`."""
         return self.resource_manager.statistics()
 
-    def plan_execution(self, workflow_name: str, project_id: str = "") -> WorkflowExecutionPlan:
-        """Phases, predicted makespan under the current limits, and pool needs of a workflow."""
+    def plan_execution(self, workflow_name: str, project_id: str = "", *, schedule: str | None = None) -> WorkflowExecutionPlan:
+        """Phases, predicted makespan under the current limits, and pool needs of a workflow.
+
+        The prediction follows ``schedule`` (see :meth:`execute_workflow`);
+        by default the schedule of ``project_id``'s current or latest run,
+        else ``"priority"``.
+        """
         graph = self.get_workflow(workflow_name)
+        kind = schedule
+        if kind is None:
+            run = self._runs.get(project_id) or self._finished.get(project_id)
+            kind = run.schedule if run is not None and run.graph is graph else "priority"
+        elif kind == "makespan":
+            kind = self._choose_schedule(graph)
+        elif kind not in SCHEDULES:
+            raise _bad_schedule("schedule", schedule)
         rm = self.resource_manager
         caps = {p: rm.capacity(p) for p in graph.resource_requirements}
         if graph.steps and all(c > 0 for c in caps.values()):
-            schedule = simulate_schedule([graph], self._max_concurrent, caps)
-            makespan = max(s.end for s in schedule)
+            steps = simulate_schedule([graph], self._max_concurrent, caps, schedules=[kind])
+            makespan = max(s.end for s in steps)
         else:
-            schedule, makespan = [], (float("inf") if graph.steps else 0.0)
+            steps, makespan = [], (float("inf") if graph.steps else 0.0)
         phases = graph.phases
         return WorkflowExecutionPlan(
             project_id=project_id,
@@ -329,7 +342,7 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
             total_work=sum(s.estimated_duration for s in graph.steps),
             max_concurrent_steps=self._max_concurrent,
             pool_capacities=caps,
-            schedule=schedule,
+            schedule=steps,
             graph=graph,
         )
 
@@ -478,10 +491,7 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
     ) -> _Run:
         graph = self.get_workflow(workflow_name)
         if schedule not in SCHEDULES and schedule != "makespan":
-            raise WorkflowEngineError(
-                f"schedule of project {project_id!r} must be one of {', '.join(map(repr, SCHEDULES))} or 'makespan', "
-                f"got {schedule!r}"
-            )
+            raise _bad_schedule(f"schedule of project {project_id!r}", schedule)
         if isinstance(priority, bool) or not isinstance(priority, int) or int(priority) not in StepPriority._value2member_map_:
             raise WorkflowEngineError(
                 f"priority of project {project_id!r} must be a StepPriority "
@@ -778,6 +788,10 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
             f"<WorkflowEngine {len(self._workflows)} workflows, {len(self._runs)} running, "
             f"max_concurrent_steps={self._max_concurrent}>"
         )
+
+
+def _bad_schedule(subject: str, value: Any) -> WorkflowEngineError:
+    return WorkflowEngineError(f"{subject} must be one of {', '.join(map(repr, SCHEDULES))} or 'makespan', got {value!r}")
 
 
 def _check_limit(value: Any) -> int:
