@@ -54,6 +54,24 @@ def test_timeline_states(tmp_path):
     assert all(a[0] != b[0] for a, b in zip(runs, runs[1:]))
 
 
+def test_the_board_shows_the_lines_topic_or_the_catch_phrase(tmp_path):
+    track, _ = _track(tmp_path)
+    topical = track.model_copy(update={"lines": [track.lines[0].model_copy(update={"topic": "ブラックホールの正体"}), track.lines[1]]})
+    plain = np.asarray(FrameRenderer((640, 360), TITLE, track).render(FrameState(0)), dtype=np.int16)
+    renderer = FrameRenderer((640, 360), TITLE, topical)
+    on_topic = np.asarray(renderer.render(FrameState(0)), dtype=np.int16)
+    no_topic = np.asarray(renderer.render(FrameState(1)), dtype=np.int16)
+    changed = np.abs(on_topic - plain).max(axis=-1) > 60
+    rows, cols = np.nonzero(changed)
+    # only the board's middle changed (below its header band, above the subtitles), and clearly
+    assert changed.sum() > 500
+    assert rows.min() >= int(360 * 0.16) and rows.max() <= int(360 * 0.62) and cols.min() >= int(640 * 0.12)
+    # a line without a topic shows the catch phrase, as before
+    board = (slice(int(360 * 0.17), int(360 * 0.6)), slice(int(640 * 0.2), int(640 * 0.8)))
+    plain_marisa = np.asarray(FrameRenderer((640, 360), TITLE, track).render(FrameState(1)), dtype=np.int16)
+    assert np.array_equal(no_topic[board], plain_marisa[board])
+
+
 def test_wrap_text_keeps_punctuation_off_line_starts():
     font = fonts.load_font(fonts.find_japanese_font(), 20)
     rows = wrap_text("あいうえおかきくけこ、さしすせそ。たちつてと", font, 200)

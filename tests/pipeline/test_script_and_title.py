@@ -36,6 +36,18 @@ def test_length_follows_the_target(theme):
     assert any(line.text in facts and line.speaker == "marisa" for line in one_minute.lines)
 
 
+def test_the_board_follows_the_section_being_explained(theme):
+    script = TemplateScriptGenerator().generate(theme, target_minutes=3.0, preferences=PREFS, seed=0)
+    headings = [p.heading for p in theme.points]
+    # the greeting shows the catch phrase; every fact is spoken under its own heading
+    assert script.lines[0].topic is None
+    for point in theme.points:
+        spoken = [line for line in script.lines if line.text in point.lines]
+        assert spoken and all(line.topic == point.heading[:40] for line in spoken)
+    assert [t for t in dict.fromkeys(line.topic for line in script.lines) if t in headings] == headings
+    assert script.lines[-1].topic == "まとめ"
+
+
 def test_generation_is_seeded(theme):
     gen = TemplateScriptGenerator()
     a = gen.generate(theme, target_minutes=1.5, preferences=PREFS, seed=3)

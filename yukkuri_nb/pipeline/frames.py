@@ -6,7 +6,8 @@ usually share a state, and a whole video has only about two distinct states per
 line, so the encoder draws each distinct state once and repeats its bytes.
 
 :class:`FrameRenderer` draws a state: a gradient background with a board
-showing the title, 霊夢 bottom-left and 魔理沙 bottom-right (the speaker lit
+showing the title and, big, what the line is about (its section's heading,
+or the video's catch phrase outside the sections), 霊夢 bottom-left and 魔理沙 bottom-right (the speaker lit
 and raised, the other dimmed), and the subtitle in a box between them, in the
 speaker's colour with a dark outline.  The title card shows the title and
 subtitle large, with both characters smiling.
@@ -169,8 +170,10 @@ class FrameRenderer:
 
     Args:
         size: ``(width, height)`` in pixels.
-        title: title and subtitle shown on the title card and the board.
-        track: line texts, speakers and faces.
+        title: title and subtitle shown on the title card and the board's header.
+        track: line texts, speakers, faces and topics (the board's big text
+            while the line is on screen: its section's heading; the title's
+            catch phrase for lines without a topic).
         font_path: Japanese font; found automatically when omitted.
 
     Raises:
@@ -184,14 +187,21 @@ class FrameRenderer:
         self.font_path = find_japanese_font(str(font_path) if font_path else None)
         self.u = self.height / 1080.0
         self._hue = _theme_hue(title.title)
+        self._boards: dict[str | None, Image.Image] = {}
 
     def _font(self, px: float):
         return load_font(self.font_path, max(6, int(round(px))))
 
     # -- layers -------------------------------------------------------------
 
-    @functools.cached_property
-    def _background(self) -> Image.Image:
+    def _background(self, topic: str | None = None) -> Image.Image:
+        """The backdrop with the board showing ``topic`` (``None``: the catch phrase); one per topic."""
+        image = self._boards.get(topic)
+        if image is None:
+            image = self._boards[topic] = self._draw_background(topic)
+        return image
+
+    def _draw_background(self, topic: str | None) -> Image.Image:
         w, h, u = self.width, self.height, self.u
         top = np.array(_hsv(self._hue, 0.35, 0.98), dtype=np.float32)
         bottom = np.array(_hsv(self._hue + 0.08, 0.55, 0.80), dtype=np.float32)
@@ -218,11 +228,11 @@ class FrameRenderer:
             body = self._font(36 * u)
             row = wrap_text(self.title.subtitle, body, right - left - 120 * u, max_lines=1)[0]
             d.text(((left + right) / 2, top_y + band + 40 * u), row, font=body, fill=(70, 70, 80), anchor="ma")
-        # The catch phrase, big, in the middle of the board.
+        # The current section's heading (the catch phrase outside sections), big, in the middle of the board.
         size = 120 * u
         while True:
             catch = self._font(size)
-            rows = wrap_text(self.title.thumbnail_text, catch, right - left - 120 * u)
+            rows = wrap_text(topic or self.title.thumbnail_text, catch, right - left - 120 * u)
             if len(rows) <= 2 or size <= 30 * u:
                 break
             size *= 0.9
@@ -339,7 +349,7 @@ class FrameRenderer:
         if state.is_title:
             return self._cached_title
         line = self.track.lines[state.line]
-        image = self._background.convert("RGBA")
+        image = self._background(line.topic).convert("RGBA")
         self._paste_characters(image, line.speaker, line.face, state.mouth_open)
         self._draw_subtitle(image, state.line)
         return image.convert("RGB")

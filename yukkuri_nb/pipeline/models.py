@@ -85,6 +85,10 @@ class ScriptLine(_Model):
     reading: str | None = Field(default=None, description="Kana reading to speak instead of text.")
     face: Face = Field(default="normal", description="Facial expression while speaking.")
     pause_after: float = Field(default=0.3, ge=0.0, le=5.0, description="Silence after the line, seconds.")
+    topic: str | None = Field(
+        default=None, max_length=40,
+        description="What the board shows while the line is on screen (the section's heading); None: the catch phrase.",
+    )
 
     @field_validator("text")
     @classmethod
@@ -189,6 +193,7 @@ class LineTiming(_Model):
     speaker: SpeakerId
     text: str
     face: Face = "normal"
+    topic: str | None = Field(default=None, description="The board's text during the line (None: the catch phrase).")
     start: float = Field(ge=0, description="Speech starts.")
     end: float = Field(ge=0, description="Speech ends (start of the pause).")
     next_start: float = Field(ge=0, description="End of the pause: the next line (or the tail) starts.")

@@ -98,8 +98,13 @@ _REACTIONS: list[tuple[str, Face]] = [
 ]
 
 
-def _line(speaker: SpeakerId, text: str, face: Face = "normal", pause: float = 0.3) -> ScriptLine:
-    return ScriptLine(speaker=speaker, text=text, face=face, pause_after=pause)
+def _line(speaker: SpeakerId, text: str, face: Face = "normal", pause: float = 0.3, topic: str | None = None) -> ScriptLine:
+    return ScriptLine(speaker=speaker, text=text, face=face, pause_after=pause, topic=topic)
+
+
+def _on_topic(lines: list[ScriptLine], topic: str) -> list[ScriptLine]:
+    """``lines`` with the board showing ``topic`` (cut to the board's 40 characters)."""
+    return [line.model_copy(update={"topic": topic[:40]}) for line in lines]
 
 
 def _first_text(value: Any) -> str:
@@ -207,22 +212,22 @@ class TemplateScriptGenerator:
         if not compact:
             text, face = rng.choice(_REACTIONS)
             block.append(_line("reimu", text, face, 0.5))
-        return block
+        return _on_topic(block, heading)
 
     def _recap(self, theme: Theme) -> list[ScriptLine]:
         lines = [_line("reimu", "ここで、おさらいしましょう。", "normal")]
         for point in theme.points:
             lines.append(_line("marisa", f"{point.heading}。{point.lines[0]}", "normal"))
         lines.append(_line("reimu", "ばっちり覚えたわ。", "smile", 0.5))
-        return lines
+        return _on_topic(lines, "おさらい")
 
     def _outro(self, theme: Theme, compact: bool, headings: list[str] | None = None) -> list[ScriptLine]:
         if compact:
             return [_line("reimu", "ご視聴ありがとうございました。", "smile", 0.5)]
         covered = "、".join(headings or [p.heading for p in theme.points[:1]])
-        return [
+        return _on_topic([
             _line("reimu", "今日のまとめをお願い。", "normal"),
             _line("marisa", f"今日は「{theme.title}」について、{covered}を見てきたぜ。", "smile"),
             _line("reimu", "ご視聴ありがとうございました。", "smile"),
             _line("marisa", "また次の動画で会おうぜ！", "smile", 0.6),
-        ]
+        ], "まとめ")

@@ -160,6 +160,7 @@ def build_voice_track(
                 speaker=line.speaker,
                 text=line.text,
                 face=line.face,
+                topic=line.topic,
                 start=start / rate,
                 end=end / rate,
                 next_start=cursor / rate,
