@@ -5,8 +5,12 @@
 :mod:`~yukkuri_nb.core.scheduler`; this module applies it to the engine:
 
 * ``_ready`` (:class:`~yukkuri_nb.core.scheduler.ReadyQueue`) holds the ready
-  steps of every run, keyed ``(run.order, -urgency, -rank, index, run)``;
+  steps of every run, keyed ``(run.order, -urgency, -rank, index, run.seq)``;
   :func:`~yukkuri_nb.core.plan.simulate_schedule` builds the same keys.
+  Entries name their run by ``seq`` (``_by_seq`` maps it back), not by the
+  run object: a tuple of numbers only is untracked by the cyclic GC, so
+  the 100,000 entries of a 100,000-step run queued at once do not count
+  towards (and set off) a full collection of the heap, ~0.3 s there.
 * ``_running`` counts started steps (all runs) against ``_max_concurrent``;
   ``_free_slots`` / ``_next_slot`` hand out small slot numbers (the lanes of
   the Gantt charts).
@@ -55,10 +59,10 @@ class Dispatcher:
         run.status[i] = StepStatus.READY
         # The key of scheduler.py's policy; plan.simulate_schedule builds the same.
         if run.claims and run.schedule == "priority":  # the default, inline
-            entry = (run.order, -run.graph.urgency[i], -run.graph.rank[i], i, run)
+            entry = (run.order, -run.graph.urgency[i], -run.graph.rank[i], i, run.seq)
         else:
             k1, k2 = step_key(run.schedule, run.graph.urgency[i], run.graph.rank[i], self.clock.now())
-            entry = (run.order, k1, k2, i, run)
+            entry = (run.order, k1, k2, i, run.seq)
         if run.paused:
             run.parked.append(entry)
         else:
@@ -77,8 +81,9 @@ class Dispatcher:
             slots = self._max_concurrent - self._running
             if slots <= 0:
                 return
-            for entry in ready.pop_startable(slots, rm.try_acquire_all, self._claim_horizon, self._fits_before, _claims):
-                run = entry[4]
+            by_seq = self._by_seq
+            for entry in ready.pop_startable(slots, rm.try_acquire_all, self._claim_horizon, self._fits_before, self._claims):
+                run = by_seq[entry[4]]
                 i = entry[3]
                 if run.paused or run.cancelled:
                     # Paused or cancelled between queueing and now (another
@@ -96,7 +101,7 @@ class Dispatcher:
                     run.pool_ends[i] = self.clock.now() + est if est > 0 else None
                 started.append((run, i, slot))
         for entry in deferred:
-            run = entry[4]
+            run = by_seq[entry[4]]
             if run.cancelled:
                 self._finish_step_cancelled(run, entry[3])
             else:
@@ -133,7 +138,7 @@ class Dispatcher:
 
     def _fits_before(self, entry: tuple, until: float) -> bool:
         """Whether the step of ready ``entry``, started now, is estimated to end by ``until``."""
-        est = entry[4].graph.steps[entry[3]].estimated_duration
+        est = self._by_seq[entry[4]].graph.steps[entry[3]].estimated_duration
         return est > 0 and self.clock.now() + est <= until
 
     def _take_new_slot(self) -> int:
@@ -141,6 +146,6 @@ class Dispatcher:
         self._next_slot += 1
         return slot
 
-
-def _claims(entry: tuple) -> bool:
-    return entry[4].claims
+    def _claims(self, entry: tuple) -> bool:
+        """Whether the blocked ready ``entry`` claims its pools (its run's schedule says)."""
+        return self._by_seq[entry[4]].claims

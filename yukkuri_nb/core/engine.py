@@ -141,6 +141,7 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
         self._run_seq = itertools.count(1)
         self._lock = threading.RLock()
         self._runs: dict[str, _Run] = {}
+        self._by_seq: dict[int, _Run] = {}  # live runs by run.seq (ready entries name runs so)
         self._finished: OrderedDict[str, _Run] = OrderedDict()
         self._ready = ReadyQueue()
         self._running = 0
@@ -549,6 +550,7 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
             run.schedule = self._choose_schedule(graph) if schedule == "makespan" else schedule
             run.claims = claims_units(run.schedule)
             self._runs[project_id] = run
+            self._by_seq[run.seq] = run
         return run
 
     def _choose_schedule(self, graph: WorkflowGraph) -> str:
@@ -639,6 +641,7 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
         with self._lock:
             if self._runs.get(run.project_id) is run:
                 del self._runs[run.project_id]
+            self._by_seq.pop(run.seq, None)
             self._finished[run.project_id] = run
             self._finished.move_to_end(run.project_id)
             while len(self._finished) > self.history_limit:
@@ -693,7 +696,7 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
     def _do_pause(self, run: _Run) -> None:
         if run.done.done():
             return
-        removed = self._ready.remove_where(lambda e: e[4] is run)
+        removed = self._ready.remove_where(lambda e: e[4] == run.seq)
         run.parked.extend(removed)
         self._emit(run, EventKind.PAUSED, None, {"parked": len(run.parked)})
 
@@ -711,7 +714,7 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
         if run.done.done():
             return
         self._emit(run, EventKind.CANCEL_REQUESTED, None, {"reason": run.cancel_reason})
-        waiting = self._ready.remove_where(lambda e: e[4] is run) + run.parked
+        waiting = self._ready.remove_where(lambda e: e[4] == run.seq) + run.parked
         run.parked = []
         for entry in sorted(waiting, key=lambda e: e[3]):
             self._finish_step_cancelled(run, entry[3])
