@@ -58,7 +58,7 @@ class Dispatcher:
         step = run.graph.steps[i]
         run.status[i] = StepStatus.READY
         # The key of scheduler.py's policy; plan.simulate_schedule builds the same.
-        if run.claims and run.schedule == "priority":  # the default, inline
+        if run.schedule == "priority":  # the default, inline
             entry = (run.order, -run.graph.urgency[i], -run.graph.rank[i], i, run.seq)
         else:
             k1, k2 = step_key(run.schedule, run.graph.urgency[i], run.graph.rank[i], self.clock.now())

@@ -516,6 +516,8 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
             )
         if progress_callback is not None and not callable(progress_callback):
             raise WorkflowEngineError(f"progress_callback must be callable, got {type(progress_callback).__name__}")
+        # Outside the lock: simulating a large graph three times takes a while.
+        chosen = self._choose_schedule(graph) if schedule == "makespan" else schedule
         loop = asyncio.get_running_loop()
         with self._lock:
             if project_id in self._runs:
@@ -547,8 +549,8 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
             run.record_history = self.record_history
             run.fresh = fresh
             run.order = (-int(priority), run.seq)
-            run.schedule = self._choose_schedule(graph) if schedule == "makespan" else schedule
-            run.claims = claims_units(run.schedule)
+            run.schedule = chosen
+            run.claims = claims_units(chosen)
             self._runs[project_id] = run
             self._by_seq[run.seq] = run
         return run
