@@ -27,6 +27,9 @@ def test_quick_mode_runs_every_workload_and_writes_results(tmp_path):
         assert medians["engine"] <= medians["phase_barrier"] + 1e-9, (name, medians)
     for row in by_name["F"]["metrics"]["instances"]:
         assert row["engine"] >= row["lower_bound"] - 1e-9, row
+        # schedule="makespan" follows the best of its candidates: never behind the default or FIFO
+        assert row["engine makespan"] <= min(row["engine"], row["fifo"]) + 1e-6, row
+    assert {"engine", "floor", "timers only"} <= set(by_name["D"]["medians"])
     table = (tmp_path / "quick.md").read_text()
     assert "| **A**" in table and "| **H**" in table
 
