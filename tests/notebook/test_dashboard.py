@@ -337,3 +337,18 @@ def test_plan_view_without_dot_shows_the_dot_source_and_how_to_install_graphviz(
     assert "sudo apt-get install graphviz" in shown[0]
     assert "<pre" in shown[0] and "digraph" in shown[0] and "手順1" in shown[0]
     assert "<svg" not in shown[0]
+
+
+def test_the_headline_names_a_schedule_other_than_the_default():
+    engine = chain_engine(2, clock=VirtualClock())
+
+    async def main(schedule):
+        run = engine.start("chain", f"p-{schedule}", schedule=schedule)
+        dash = run.dashboard
+        await run
+        return dash
+
+    assert "schedule" not in engine.clock.run(main("priority")).headline.value
+    dash = engine.clock.run(main("fifo"))
+    assert dash.headline.value.endswith(" · schedule fifo")
+    assert engine.get_execution_status("p-fifo").get_status_summary()["schedule"] == "fifo"

@@ -66,7 +66,9 @@ class WorkflowExecutionState:
     Per step: ``step_statuses``, ``step_progress`` (0..1 sub-progress),
     ``step_attempts``, ``step_errors``, ``step_start_times`` (when the first
     attempt started) and ``step_end_times`` (when the step ended), both in
-    the engine clock's seconds (``engine.clock.now()``).
+    the engine clock's seconds (``engine.clock.now()``).  ``schedule`` is the
+    order the run takes its ready steps in (``execute_workflow(schedule=...)``;
+    for ``"makespan"``, the one it chose).
     """
 
     def __init__(
@@ -94,6 +96,8 @@ class WorkflowExecutionState:
         self.is_paused = False
         self.status = StepStatus.RUNNING
         self.cancel_reason: str | None = None
+        #: the order the run takes its ready steps in (see execute_workflow's ``schedule``)
+        self.schedule = "priority"
         self.step_statuses: dict[str, StepStatus] = dict.fromkeys(graph.index, StepStatus.PENDING)
         self.step_progress: dict[str, float] = {}
         self.step_messages: dict[str, str] = {}
@@ -176,6 +180,8 @@ class WorkflowExecutionState:
         elif kind is EventKind.CANCEL_REQUESTED:
             self.is_cancelled = True
             self.cancel_reason = data.get("reason") or self.cancel_reason
+        elif kind is EventKind.RUN_STARTED:
+            self.schedule = data.get("schedule", "priority")
         elif kind is EventKind.RUN_FINISHED:
             self.status = StepStatus(data["status"])
             self.is_paused = False
@@ -270,6 +276,7 @@ class WorkflowExecutionState:
             "is_paused": self.is_paused,
             "is_cancelled": self.is_cancelled,
             "cancel_reason": self.cancel_reason,
+            "schedule": self.schedule,
             "started_at": self.started_at.isoformat(),
             "completed_at": self.completed_at.isoformat() if self.completed_at else None,
             "step_statuses": {k: v.value for k, v in self.step_statuses.items()},

@@ -101,6 +101,8 @@ class RunSnapshot:
     #: ``(name, display name, error)`` of every failed step of the run, also
     #: those left out of ``steps`` by a windowed :meth:`RunView.snapshot`.
     failures: tuple[tuple[str, str, str], ...] = ()
+    #: the order the run takes its ready steps in (``execute_workflow(schedule=...)``)
+    schedule: str = "priority"
 
     @property
     def headline(self) -> str:
@@ -117,6 +119,8 @@ class RunSnapshot:
             parts.insert(2, f"{self.failed} failed")
         if self.eta is not None:
             parts.append(f"ETA {format_seconds(self.eta)}")
+        if self.schedule != "priority":
+            parts.append(f"schedule {self.schedule}")
         return " · ".join(parts)
 
     def errors(self) -> list[tuple[str, str]]:
@@ -244,6 +248,7 @@ class RunView:
             steps=tuple(rows),
             pools=tuple(_pool_rows(engine, state.workflow_name)),
             failures=failures,
+            schedule=state.schedule,
         )
 
     def _estimate(self, state: Any, now: float) -> float:
