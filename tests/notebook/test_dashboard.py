@@ -14,7 +14,7 @@ import pytest
 from yukkuri_nb.core import VirtualClock, WorkflowEngine
 from yukkuri_nb.core.events import EventKind
 from yukkuri_nb.core.workflow_step import ResourceManager, StepStatus, WorkflowStepDefinition as Step
-from yukkuri_nb.notebook.dashboard import Dashboard, TextDashboard
+from yukkuri_nb.notebook.dashboard import TextDashboard
 
 
 def walk(widget):

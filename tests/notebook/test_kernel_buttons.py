@@ -10,7 +10,6 @@ front-end does.  Later cells report what the run did.
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
