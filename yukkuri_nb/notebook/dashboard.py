@@ -73,7 +73,8 @@ except ImportError:  # pragma: no cover - exercised in a subprocess test
 
 if widgets is not None:
     from ipywidgets.widgets.widget_int import ProgressStyle as _ProgressStyle
-    from ipywidgets.widgets.widget_string import HTMLStyle as _HTMLStyle, LabelStyle as _LabelStyle
+    from ipywidgets.widgets.widget_string import HTMLStyle as _HTMLStyle
+    from ipywidgets.widgets.widget_string import LabelStyle as _LabelStyle
 
 #: the step rows' columns: Layout arguments, one shared Layout per column
 _COLUMNS = {
