@@ -144,3 +144,74 @@ def test_queued_steps_give_the_cyclic_gc_nothing_to_track():
         engine.register_step_processor(f"s{i}", lambda ctx, data: None)
     assert asyncio.run(engine.execute_workflow("w", "p")).is_successful
     assert seen == {"queued": 299, "tracked": 0}
+
+
+def _replayed(engine, project):
+    """A fresh state fed the run's recorded events through the public apply()."""
+    from yukkuri_nb.core.state import WorkflowExecutionState
+
+    live = engine.get_execution_status(project)
+    fresh = WorkflowExecutionState(
+        live.project_id, live.workflow_name, engine.get_workflow(live.workflow_name), live.started_at,
+        clock_now=engine.clock.now,
+    )
+    for event in engine.events(project):
+        fresh.apply(event)
+    return live, fresh
+
+
+_PROJECTED = (
+    "total_steps", "completed_steps", "failed_steps", "running_steps", "pending_steps", "skipped_steps",
+    "cancelled_steps", "status", "is_paused", "is_cancelled", "cancel_reason", "schedule", "step_statuses",
+    "step_progress", "step_messages", "step_attempts", "step_errors", "step_start_times", "step_end_times",
+    "speed_factor", "last_event",
+)
+
+
+@pytest.mark.parametrize("cancel", [False, True])
+def test_the_live_state_is_exactly_the_projection_of_the_runs_events(cancel):
+    from yukkuri_nb.core import VirtualClock
+    from yukkuri_nb.core.workflow_step import RetryPolicy
+
+    clock = VirtualClock()
+    engine = WorkflowEngine(resource_manager=ResourceManager({"tts_api": 1}), max_concurrent_steps=2, clock=clock)
+    steps = [
+        W(name="flaky", estimated_duration=1, retry_policy=RetryPolicy(max_retries=2, retry_delay=0.5)),
+        W(name="bad", estimated_duration=1, required_resources={"tts_api"}),
+        W(name="after_bad", dependencies=["bad"], estimated_duration=1),
+        W(name="after_flaky", dependencies=["flaky"], estimated_duration=2, required_resources={"tts_api"}),
+        W(name="last", dependencies=["after_flaky"], estimated_duration=3),
+    ]
+    engine.register_workflow("w", steps)
+    tries = {"flaky": 0}
+
+    async def work(ctx, data):
+        ctx.report_progress(0.5, "半分")
+        await asyncio.sleep(1)
+        if ctx.step_name == "flaky":
+            tries["flaky"] += 1
+            if tries["flaky"] < 2:
+                raise ValueError("一回目は失敗")
+        if ctx.step_name == "bad":
+            raise RuntimeError("音声が作れません")
+
+    for s in steps:
+        engine.register_step_processor(s.name, work)
+
+    async def main():
+        run = engine.start("w", "p", schedule="fifo")
+        await asyncio.sleep(1.2)
+        run.pause()
+        await asyncio.sleep(2)
+        run.resume()
+        if cancel:
+            await asyncio.sleep(1.5)
+            run.cancel("途中で中止")
+        return await run
+
+    result = clock.run(main())
+    assert result.status.value == ("cancelled" if cancel else "failed")
+    live, fresh = _replayed(engine, "p")
+    for name in _PROJECTED:
+        assert getattr(live, name) == getattr(fresh, name), name
+    assert live.step_attempts["flaky"] == 2 and live.step_statuses["after_bad"].value == "skipped"

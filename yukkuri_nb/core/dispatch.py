@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 from .definitions import StepStatus
 from .events import EventKind
 from .scheduler import step_key
+from .state import WorkflowExecutionState
 
 if TYPE_CHECKING:  # pragma: no cover
     from .run import _Run
@@ -72,7 +73,7 @@ class Dispatcher:
             run.parked.append(entry)
         else:
             self._ready.push(entry, run.graph.pools[i])
-        self._emit(run, _QUEUED, step.name, {})
+        self._emit(run, _QUEUED, step.name, {}, WorkflowExecutionState._queued)
 
     def _dispatch(self) -> None:
         self._dispatch_pending = False

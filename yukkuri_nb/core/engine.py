@@ -655,10 +655,10 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
         run.acc = []
 
     # ------------------------------------------------------------------ events
-    def _emit(self, run: _Run, kind: EventKind, step: str | None, data: dict) -> None:
+    def _emit(self, run: _Run, kind: EventKind, step: str | None, data: dict, update: Any = None) -> None:
         seq = next(self._seq)
         now = self.clock.now()
-        run.record(seq, now, kind, step, data)
+        run.record(seq, now, kind, step, data, update)
         # An Event object only for subscribers: the state and the history
         # take the fields (three events per step, most runs unobserved).
         if self._bus.active:

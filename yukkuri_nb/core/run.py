@@ -135,9 +135,16 @@ class _Run:
         self.pool_ends: dict[int, float | None] = {}
 
     # -- observers: state, history, progress callback ------------------------
-    def record(self, seq: int, time: float, kind: EventKind, step: str | None, data: dict) -> None:
-        """Apply one event, given by its fields, to the state and history (before the bus delivers it)."""
-        self.state._apply(seq, time, kind, step, data)
+    def record(self, seq: int, time: float, kind: EventKind, step: str | None, data: dict, update: Any = None) -> None:
+        """Apply one event, given by its fields, to the state and history (before the bus delivers it).
+
+        ``update`` is the state's own method for ``kind`` (``_queued``,
+        ``_started``, ``_completed``), or None for its generic ``_apply``.
+        """
+        if update is None:
+            self.state._apply(seq, time, kind, step, data)
+        else:
+            update(self.state, seq, time, step, data)
         if self.record_history:
             self.history.extend((seq, time, kind, step, data))
 

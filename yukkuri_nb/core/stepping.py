@@ -34,6 +34,7 @@ from .events import EventKind
 from .executors import call_sync
 from .processors import FunctionProcessor, StepExecutionContext
 from .results import StepAttempt, StepResult
+from .state import WorkflowExecutionState
 from .workflow_exceptions import StepExecutionError, WorkflowEngineError
 from .workflow_exceptions import TimeoutError as StepTimeoutError
 
@@ -46,6 +47,7 @@ __all__ = ["StepLifecycle"]
 # read for every step.
 _PENDING, _COMPLETED = StepStatus.PENDING, StepStatus.COMPLETED
 _STARTED, _COMPLETED_EVENT = EventKind.STEP_STARTED, EventKind.STEP_COMPLETED
+_state_started, _state_completed = WorkflowExecutionState._started, WorkflowExecutionState._completed
 
 
 class StepLifecycle:
@@ -55,7 +57,7 @@ class StepLifecycle:
         run.attempts[i] += 1
         attempt = run.attempts[i]
         step = run.graph.steps[i]
-        self._emit(run, _STARTED, step.name, {"attempt": attempt, "slot": slot, "pools": run.pool_lists[i]})
+        self._emit(run, _STARTED, step.name, {"attempt": attempt, "slot": slot, "pools": run.pool_lists[i]}, _state_started)
         task = run.loop.create_task(self._run_step(run, i, slot, attempt))
         run.tasks[i] = task
 
@@ -189,7 +191,7 @@ class StepLifecycle:
         run.store_output(i, result.output_data)
         run.status[i] = _COMPLETED
         run.remaining -= 1
-        self._emit(run, _COMPLETED_EVENT, name, {"attempt": run.attempts[i], "duration": result.execution_time})
+        self._emit(run, _COMPLETED_EVENT, name, {"attempt": run.attempts[i], "duration": result.execution_time}, _state_completed)
         if not run.cancelled:
             missing = run.missing
             for c in graph.children[i]:
