@@ -573,6 +573,7 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
     async def _drive(self, run: _Run) -> WorkflowExecutionResult:
         try:
             run.t_start = self.clock.now()
+            run.wall0 = self.clock.wall()
             self._emit(run, EventKind.RUN_STARTED, None, {"run_id": run.run_id, "total_steps": len(run.graph), "fresh": run.fresh, "schedule": run.schedule})
             restored = self._restore(run)
             graph = run.graph

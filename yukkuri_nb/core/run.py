@@ -64,7 +64,7 @@ class _Run:
         "loop", "loop_thread", "status", "missing", "acc", "merged", "acc_readers", "attempts",
         "results", "outputs_view", "tasks", "retry_handles", "parked", "remaining",
         "paused", "cancelled", "cancel_reason", "fail_fast", "failed_fast", "done", "state",
-        "history", "callback", "callback_tasks", "resume_waiters", "t_start", "resumed_steps",
+        "history", "callback", "callback_tasks", "resume_waiters", "t_start", "wall0", "resumed_steps",
         "pool_lists", "fresh", "attempt_log", "record_history", "order", "pool_ends", "schedule", "claims",
     )
 
@@ -119,6 +119,8 @@ class _Run:
         self.callback_tasks: set[asyncio.Task] = set()
         self.resume_waiters: list[asyncio.Future] = []
         self.t_start = 0.0
+        #: the wall clock at t_start: step results' datetimes are wall0 plus clock seconds since
+        self.wall0: Any = None
         self.resumed_steps: list[str] = []
         self.pool_lists = graph.pool_lists  # sorted once per graph, not per run
         self.fresh = False

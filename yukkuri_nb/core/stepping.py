@@ -33,7 +33,7 @@ from .definitions import StepStatus
 from .events import EventKind
 from .executors import call_sync
 from .processors import FunctionProcessor, StepExecutionContext
-from .results import StepAttempt, StepResult
+from .results import StepAttempt, StepResult, set_completed_lazily, set_started_lazily
 from .state import WorkflowExecutionState
 from .workflow_exceptions import StepExecutionError, WorkflowEngineError
 from .workflow_exceptions import TimeoutError as StepTimeoutError
@@ -66,7 +66,6 @@ class StepLifecycle:
         processor = self._processors.get(step.name)
         timeout = step.timeout_seconds or self.default_timeout_seconds
         t0 = self.clock.now()
-        wall0 = self.clock.wall()
         raw: Any = None
         error: BaseException | None = None
         cancelled = False
@@ -147,11 +146,10 @@ class StepLifecycle:
                 else:  # first-try success: the compact record (see results.py)
                     result.attempt_history = (attempt, t0, t1)
                 result.execution_time = t1 - t0
-                result.started_at = wall0
-                result.completed_at = self.clock.wall()
+                _stamp(run, result, t0, t1)
                 self._complete(run, i, result)
             else:
-                self._fail_attempt(run, i, attempt, t0, t1, wall0, error, result or None)
+                self._fail_attempt(run, i, attempt, t0, t1, error, result or None)
         if self._running or self._loop is not run.loop:
             self._request_dispatch()
         else:
@@ -201,7 +199,7 @@ class StepLifecycle:
         self._finish_if_done(run)
 
     def _fail_attempt(
-        self, run: _Run, i: int, attempt: int, t0: float, t1: float, wall0: Any,
+        self, run: _Run, i: int, attempt: int, t0: float, t1: float,
         error: BaseException | None, result: StepResult | None,
     ) -> None:
         step = run.graph.steps[i]
@@ -221,8 +219,7 @@ class StepLifecycle:
         if error is not None and "error_type" not in final.error_details:
             final.error_details["error_type"] = type(error).__name__
         final.execution_time = t1 - t0
-        final.started_at = wall0
-        final.completed_at = self.clock.wall()
+        _stamp(run, final, t0, t1)
         final.attempts = attempt
         final.attempt_history = run.attempt_log.get(i, [])
         run.results[i] = final
@@ -283,6 +280,12 @@ class StepLifecycle:
         self._emit(run, EventKind.RUN_FINISHED, None, {"status": status.value, "reason": run.cancel_reason or None, "run_id": run.run_id})
         run.wake_checkpoints()
         run.done.set_result(status)
+
+
+def _stamp(run: _Run, result: StepResult, t0: float, t1: float) -> None:
+    """Set ``started_at`` / ``completed_at`` from clock times t0, t1 (made datetimes when read; see results.py)."""
+    set_started_lazily(result, (run.wall0, t0 - run.t_start))
+    set_completed_lazily(result, (run.wall0, t1 - run.t_start))
 
 
 def _check_result(step_name: str, result: StepResult) -> StepResult | StepExecutionError:
