@@ -60,7 +60,7 @@ def test_duplicate_step_names_are_refused():
 
 
 def test_unknown_dependency_names_both_steps():
-    with pytest.raises(DependencyError, match=r"^step 'b' depends on unknown step 'x' in workflow 'wf'; define 'x' or remove it from 'b'.dependencies$"):
+    with pytest.raises(DependencyError, match=r"^workflow 'wf': step 'b' depends on unknown step 'x'; define 'x' or remove it from 'b'.dependencies$"):
         WorkflowEngine().register_workflow("wf", [W(name="a"), W(name="b", dependencies=["x"])])
 
 

@@ -153,12 +153,12 @@ class DependencyResolver:
             # the two numeric rules the engine relies on.
             if step.timeout_seconds is not None and not step.timeout_seconds > 0:
                 raise WorkflowDefinitionError(
-                    f"step {step.name!r}: timeout_seconds must be > 0 (got {step.timeout_seconds!r}); "
+                    f"workflow {workflow_name!r}, step {step.name!r}: timeout_seconds must be > 0 (got {step.timeout_seconds!r}); "
                     "use a positive number of seconds, or None for the engine's default"
                 )
             if not step.estimated_duration >= 0:
                 raise WorkflowDefinitionError(
-                    f"step {step.name!r}: estimated_duration must be >= 0 (got {step.estimated_duration!r})"
+                    f"workflow {workflow_name!r}, step {step.name!r}: estimated_duration must be >= 0 (got {step.estimated_duration!r})"
                 )
         parents: list[tuple[int, ...]] = []
         children: list[list[int]] = [[] for _ in defs]
@@ -170,8 +170,8 @@ class DependencyResolver:
                     close = difflib.get_close_matches(dep, list(index), n=1)
                     hint = f" (did you mean {close[0]!r}?)" if close else ""
                     raise DependencyError(
-                        f"step {step.name!r} depends on unknown step {dep!r}{hint} in workflow "
-                        f"{workflow_name!r}; define {dep!r} or remove it from {step.name!r}.dependencies"
+                        f"workflow {workflow_name!r}: step {step.name!r} depends on unknown step {dep!r}{hint}; "
+                        f"define {dep!r} or remove it from {step.name!r}.dependencies"
                     )
                 ps.append(j)
                 children[j].append(i)
