@@ -148,12 +148,18 @@ class ReadyQueue:
             if best_pools:
                 if not claimed.isdisjoint(best_pools):
                     # Held back by a better waiter's claim: backfill the best
-                    # entry of the group that ends in time, if any.
+                    # entry of the group that ends in time, if any, and look
+                    # at the group again (another may fit in the units left).
+                    # Backfilling as many as fit, not one per group, keeps a
+                    # pass's decisions the same however the steps ending at
+                    # one instant are split across passes (the engine's
+                    # passes follow loop iterations, the planner's instants).
                     entry = None if fits is None else self._take_fitting(best_pools, until, fits, try_acquire)
-                    blocked_groups.add(best_pools)
-                    if entry is not None:
-                        slots -= 1
-                        yield entry
+                    if entry is None:
+                        blocked_groups.add(best_pools)
+                        continue
+                    slots -= 1
+                    yield entry
                     continue
                 elif not try_acquire(best_pools):
                     blocked_groups.add(best_pools)
