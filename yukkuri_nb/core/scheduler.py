@@ -26,7 +26,8 @@ Policy (shared by the live engine and the planner's simulation):
    time a claimant could start, predicted from the estimated ends of the
    steps holding the units it waits for.  It uses units that would otherwise
    idle and, when the estimates hold, delays no claimant.  Every held-back
-   step that fits may start, as long as units and slots last.  Steps without an
+   step that fits (looked for among the first 32 of its group's heap) may
+   start, as long as units and slots last.  Steps without an
    estimate (``estimated_duration == 0``) never backfill, and a claimant
    waiting on a unit whose holder has no estimate (or is held outside the
    engine) admits no backfilling.
