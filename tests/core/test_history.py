@@ -215,3 +215,26 @@ def test_the_live_state_is_exactly_the_projection_of_the_runs_events(cancel):
     for name in _PROJECTED:
         assert getattr(live, name) == getattr(fresh, name), name
     assert live.step_attempts["flaky"] == 2 and live.step_statuses["after_bad"].value == "skipped"
+
+
+def test_step_datetimes_are_the_runs_wall_start_plus_clock_seconds():
+    from datetime import timedelta
+
+    from yukkuri_nb.core import VirtualClock
+
+    clock = VirtualClock(start=100.0)
+    engine = WorkflowEngine(clock=clock)
+    engine.register_workflow("w", [W(name="a"), W(name="b", dependencies=["a"])])
+
+    async def wait(ctx, data):
+        await asyncio.sleep(1.5)
+
+    engine.register_step_processor("a", wait)
+    engine.register_step_processor("b", lambda ctx, data: None)
+    result = clock.run(engine.execute_workflow("w", "p"))
+    a, b = result.step_results["a"], result.step_results["b"]
+    # The run starts at virtual 100 s = the clock's epoch; a runs 100-101.5, b starts at 101.5.
+    assert a.started_at == clock.epoch and a.completed_at == clock.epoch + timedelta(seconds=1.5)
+    assert b.started_at == a.completed_at and b.started_at.tzinfo is not None
+    assert (a.completed_at - a.started_at).total_seconds() == a.execution_time == 1.5
+    assert a.to_dict()["completed_at"] == (clock.epoch + timedelta(seconds=1.5)).isoformat()

@@ -74,3 +74,39 @@ def test_closing_a_dashboard_closes_its_widgets_and_lets_the_engine_go():
     del engine, dash, buttons
     gc.collect()
     assert gone() is None
+
+
+def test_a_large_runs_eta_is_recomputed_once_a_second_and_counted_down_between():
+    from yukkuri_nb.notebook.view import RunView
+
+    clock = VirtualClock()
+    engine = WorkflowEngine(max_concurrent_steps=2, clock=clock)
+    steps = [Step(name=f"s{i}", estimated_duration=1.0) for i in range(RunView.ETA_CACHE_STEPS + 100)]
+    engine.register_workflow("big", steps)
+
+    async def work(context, data):
+        await asyncio.sleep(1.0)
+
+    for s in steps:
+        engine.register_step_processor(s.name, work)
+    seen = []
+
+    async def main():
+        run = engine.start("big", "p")
+        await asyncio.sleep(0.2)
+        state = run.state
+        computed = []
+        original = state.estimate_remaining_time
+        state.estimate_remaining_time = lambda: computed.append(clock.now()) or original()
+        view = RunView(engine, "p")
+        for pause in (0.0, 0.3, 0.4, 0.5):  # t = 0.2, 0.5, 0.9, 1.4
+            await asyncio.sleep(pause)
+            seen.append((clock.now(), view.snapshot([]).eta))
+        run.cancel("enough")
+        await run
+        return computed
+
+    computed = clock.run(main())
+    (t0, eta0), (t1, eta1), (t2, eta2), (t3, eta3) = seen
+    assert computed == [t0, t3]  # at the first snapshot, then not before a second had passed
+    assert eta1 == eta0 - (t1 - t0) and eta2 == eta0 - (t2 - t0)
