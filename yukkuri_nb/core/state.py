@@ -151,20 +151,9 @@ class WorkflowExecutionState:
                     setattr(self, old_c, getattr(self, old_c) - 1)
                     setattr(self, new_c, getattr(self, new_c) + 1)
             if kind is _STARTED:
-                self._step_start[name] = time
-                if name not in self.step_start_times:  # a retry keeps the first start
-                    self.step_start_times[name] = time
-                self.step_attempts[name] = data.get("attempt", 1)
-                self.step_progress[name] = 0.0
+                self._note_start(name, time, data)
             elif kind is _COMPLETED:
-                self.step_end_times[name] = time
-                self.step_progress[name] = 1.0
-                graph = self._graph
-                est = graph.steps[graph.index[name]].estimated_duration
-                if est > 0:
-                    if "duration" in data and not data.get("restored"):
-                        self._actual += data["duration"]
-                        self._estimated += est
+                self._note_completion(name, time, data)
             elif kind is _FAILED or kind is _RETRYING:
                 self.step_errors[name] = str(data.get("error", ""))
                 if kind is _FAILED:
@@ -190,6 +179,22 @@ class WorkflowExecutionState:
             self.is_paused = False
             self._t_end = time
 
+    def _note_start(self, name: str, time: float, data: dict) -> None:
+        self._step_start[name] = time
+        if name not in self.step_start_times:  # a retry keeps the first start
+            self.step_start_times[name] = time
+        self.step_attempts[name] = data.get("attempt", 1)
+        self.step_progress[name] = 0.0
+
+    def _note_completion(self, name: str, time: float, data: dict) -> None:
+        self.step_end_times[name] = time
+        self.step_progress[name] = 1.0
+        graph = self._graph
+        est = graph.steps[graph.index[name]].estimated_duration
+        if est > 0 and "duration" in data and not data.get("restored"):
+            self._actual += data["duration"]
+            self._estimated += est
+
     # The engine's three events of every step, with the transition each
     # one makes in a normal run (queued from pending or retrying, started
     # from ready, completed from running): the same effect as _apply at a
@@ -214,28 +219,18 @@ class WorkflowExecutionState:
         statuses[name] = _RUNNING
         self.pending_steps -= 1
         self.running_steps += 1
-        self._step_start[name] = time
-        if name not in self.step_start_times:
-            self.step_start_times[name] = time
-        self.step_attempts[name] = data.get("attempt", 1)
-        self.step_progress[name] = 0.0
+        self._note_start(name, time, data)
 
     def _completed(self, seq: int, time: float, name: str, data: dict) -> None:
         statuses = self.step_statuses
-        if statuses[name] is not _RUNNING or data.get("restored"):
+        if statuses[name] is not _RUNNING:
             return self._apply(seq, time, _COMPLETED, name, data)
         self._last = (seq, time, _COMPLETED, name, data)
         self._last_event = None
         statuses[name] = _DONE
         self.running_steps -= 1
         self.completed_steps += 1
-        self.step_end_times[name] = time
-        self.step_progress[name] = 1.0
-        graph = self._graph
-        est = graph.steps[graph.index[name]].estimated_duration
-        if est > 0 and "duration" in data:
-            self._actual += data["duration"]
-            self._estimated += est
+        self._note_completion(name, time, data)
 
     # -- derived figures -------------------------------------------------
     @property
