@@ -319,14 +319,11 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
         if kind is None:
             run = self._runs.get(project_id) or self._finished.get(project_id)
             kind = run.schedule if run is not None and run.graph is graph else "priority"
-        elif kind == "makespan":
-            kind = self._choose_schedule(graph)
-        elif kind not in SCHEDULES:
+        elif kind != "makespan" and kind not in SCHEDULES:
             raise _bad_schedule("schedule", schedule)
-        rm = self.resource_manager
-        caps = {p: rm.capacity(p) for p in graph.resource_requirements}
+        caps = self._capacities(graph)
         if graph.steps and all(c > 0 for c in caps.values()):
-            steps = simulate_schedule([graph], self._max_concurrent, caps, schedules=[kind])
+            kind, steps = self._simulate(graph, caps, SCHEDULES if kind == "makespan" else (kind,))
             makespan = max(s.end for s in steps)
         else:
             steps, makespan = [], (float("inf") if graph.steps else 0.0)
@@ -556,19 +553,28 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
             self._by_seq[run.seq] = run
         return run
 
-    def _choose_schedule(self, graph: WorkflowGraph) -> str:
-        """The schedule of :data:`SCHEDULES` whose simulated makespan of ``graph`` alone is shortest."""
+    def _capacities(self, graph: WorkflowGraph) -> dict[str, int]:
         rm = self.resource_manager
-        caps = {p: rm.capacity(p) for pools in graph.pools for p in pools}
-        best, best_end = SCHEDULES[0], math.inf
-        for kind in SCHEDULES:
-            try:
-                end = max((s.end for s in simulate_schedule([graph], self._max_concurrent, caps, schedules=[kind])), default=0.0)
-            except ValueError:  # a pool of capacity 0: the run will wait for it whatever the order
-                return SCHEDULES[0]
-            if end < best_end - 1e-9:
-                best, best_end = kind, end
+        return {p: rm.capacity(p) for p in graph.resource_requirements}
+
+    def _simulate(self, graph: WorkflowGraph, caps: dict[str, int], kinds: Iterable[str]) -> tuple[str, list]:
+        """Of ``kinds``, the schedule whose simulation of ``graph`` alone ends first (the first on a tie), and that simulation."""
+        best: tuple[str, list] | None = None
+        best_end = math.inf
+        for kind in kinds:
+            steps = simulate_schedule([graph], self._max_concurrent, caps, schedules=[kind])
+            end = max((s.end for s in steps), default=0.0)
+            if best is None or end < best_end - 1e-9:
+                best, best_end = (kind, steps), end
+        assert best is not None
         return best
+
+    def _choose_schedule(self, graph: WorkflowGraph) -> str:
+        """The schedule ``"makespan"`` follows for ``graph`` (see :meth:`execute_workflow`)."""
+        caps = self._capacities(graph)
+        if any(c <= 0 for c in caps.values()):
+            return SCHEDULES[0]  # a pool of capacity 0: the run waits for it whatever the order
+        return self._simulate(graph, caps, SCHEDULES)[0]
 
     async def _drive(self, run: _Run) -> WorkflowExecutionResult:
         try:

@@ -64,7 +64,6 @@ __all__ = ["ReadyQueue", "SCHEDULES", "step_key", "claims_units"]
 #: finishes first (ties go to ``"priority"``).
 SCHEDULES = ("priority", "critical-path", "fifo")
 
-_NO_POOLS: frozenset[str] = frozenset()
 #: entries of a held-back group looked at for backfilling per pass (the heap's
 #: first entries: the best-ranked ones roughly), so a pass stays O(groups)
 _BACKFILL_SCAN = 32
