@@ -27,13 +27,12 @@ never gets a new step once the call returned.
 
 from __future__ import annotations
 
-import math
 import threading
 from typing import TYPE_CHECKING
 
 from .definitions import StepStatus
 from .events import EventKind
-from .scheduler import step_key
+from .scheduler import claim_horizon, step_key
 from .state import WorkflowExecutionState
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -118,29 +117,14 @@ class Dispatcher:
     def _claim_horizon(self, pools: frozenset[str]) -> float:
         """Estimated time at which a unit of each of ``pools`` is free (``-inf``: unknown).
 
-        From the estimated ends of the running steps holding those pools
-        (an overrunning one counts as ending now).  Called only when a
-        ready step is blocked, over at most ``max_concurrent_steps`` steps.
+        :func:`~yukkuri_nb.core.scheduler.claim_horizon` over the running
+        steps that hold pool units (an overrunning one counts as ending
+        now).  Called only when a ready step is blocked,
+        over at most ``max_concurrent_steps`` steps.
         """
         rm = self.resource_manager
-        now = self.clock.now()
-        t = now
-        for p in pools:
-            short = rm.in_use(p) - rm.capacity(p) + 1  # units that must free first
-            if short <= 0:
-                continue
-            ends = []
-            for run in self._runs.values():
-                for i, end in run.pool_ends.items():
-                    if p in run.graph.pools[i]:
-                        if end is None:
-                            return -math.inf
-                        ends.append(end)
-            if len(ends) < short:  # units held outside the engine's steps
-                return -math.inf
-            ends.sort()
-            t = max(t, ends[short - 1])
-        return t
+        holders = [(run.graph.pools[i], end) for run in self._runs.values() for i, end in run.pool_ends.items()]
+        return claim_horizon(self.clock.now(), pools, lambda p: rm.in_use(p) - rm.capacity(p) + 1, holders)
 
     def _fits_before(self, entry: tuple, until: float) -> bool:
         """Whether the step of ready ``entry``, started now, is estimated to end by ``until``."""

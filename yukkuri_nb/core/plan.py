@@ -9,12 +9,11 @@ pool capacities.  ``plan_execution`` uses it for ``estimated_total_time``.
 from __future__ import annotations
 
 import heapq
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .graph import effective_priorities
-from .scheduler import SCHEDULES, ReadyQueue, claims_units, step_key
+from .scheduler import SCHEDULES, ReadyQueue, claim_horizon, claims_units, step_key
 
 if TYPE_CHECKING:  # pragma: no cover
     from .graph import WorkflowGraph
@@ -192,16 +191,8 @@ def simulate_schedule(
         return claims_units(kinds[entry[4]])
 
     def horizon(pools: frozenset[str]) -> float:
-        t = now
-        for p in pools:
-            short = in_use.get(p, 0) - cap(p) + 1
-            if short > 0:
-                ends = [end for (r, i), end in est_ends.items() if p in graphs[r].pools[i]]
-                if len(ends) < short or None in ends:
-                    return -math.inf
-                ends.sort()
-                t = max(t, ends[short - 1])
-        return t
+        holders = [(graphs[r].pools[i], end) for (r, i), end in est_ends.items()]
+        return claim_horizon(now, pools, lambda p: in_use.get(p, 0) - cap(p) + 1, holders)
 
     def fits(entry: tuple, until: float) -> bool:
         est = graphs[entry[4]].steps[entry[3]].estimated_duration

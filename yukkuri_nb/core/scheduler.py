@@ -46,9 +46,9 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
-__all__ = ["ReadyQueue", "SCHEDULES", "step_key", "claims_units"]
+__all__ = ["ReadyQueue", "SCHEDULES", "step_key", "claims_units", "claim_horizon"]
 
 #: The orders a run's ready steps can be taken in (``execute_workflow(schedule=...)``):
 #:
@@ -80,6 +80,39 @@ def step_key(schedule: str, urgency: int, rank: float, ready_at: float) -> tuple
     if schedule == "critical-path":
         return (-rank, 0)
     return (ready_at, 0)  # "fifo"
+
+
+def claim_horizon(
+    now: float,
+    pools: frozenset[str],
+    shortfall: Callable[[str], int],
+    holders: Iterable[tuple[frozenset[str], float | None]],
+) -> float:
+    """When a step blocked on ``pools`` could start, by the estimates (rule 4); ``-inf`` if unknown.
+
+    ``shortfall(pool)`` is how many units of ``pool`` must free before one is
+    available; ``holders`` are the running steps holding pool units, as
+    ``(their pools, estimated end or None)``.  Unknown when a holder the
+    claimant waits for has no estimate, or when units are held outside the
+    holders.  The engine and the planner both decide backfilling with this.
+    """
+    holders = list(holders)
+    t = now
+    for p in pools:
+        short = shortfall(p)
+        if short <= 0:
+            continue
+        ends = []
+        for held, end in holders:
+            if p in held:
+                if end is None:
+                    return -math.inf
+                ends.append(end)
+        if len(ends) < short:
+            return -math.inf
+        ends.sort()
+        t = max(t, ends[short - 1])
+    return t
 
 
 def claims_units(schedule: str) -> bool:
