@@ -98,15 +98,16 @@ class Deadlines:
 
 
 class StepDeadline:
-    """One step's timeout: ``with StepDeadline(deadlines, loop, delay): ...`` inside the step's task
-    cancels the task at ``loop.time() + delay``, taken when the deadline is made."""
+    """One step's timeout: ``with StepDeadline(deadlines, loop, delay, task): ...`` inside ``task``
+    (the running task) cancels it at ``loop.time() + delay``, taken when the deadline is made."""
 
-    __slots__ = ("owner", "loop", "when", "task", "cancelling", "_expired")
+    __slots__ = ("owner", "loop", "when", "task", "cancelling", "_expired", "_owner_task")
 
-    def __init__(self, owner: Deadlines, loop: asyncio.AbstractEventLoop, delay: float) -> None:
+    def __init__(self, owner: Deadlines, loop: asyncio.AbstractEventLoop, delay: float, task: asyncio.Task | None) -> None:
         self.owner = owner
         self.loop = loop
         self.when = loop.time() + delay
+        self._owner_task = task
         self.task: asyncio.Task | None = None
         self.cancelling = 0
         self._expired = False
@@ -116,7 +117,7 @@ class StepDeadline:
         return self._expired
 
     def __enter__(self) -> "StepDeadline":
-        task = asyncio.current_task()
+        task = self._owner_task
         if task is None:
             raise RuntimeError("a step deadline must be entered inside a task")
         self.task = task

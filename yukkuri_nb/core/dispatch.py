@@ -27,6 +27,8 @@ never gets a new step once the call returned.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import threading
 from typing import TYPE_CHECKING
 
@@ -59,6 +61,14 @@ class Dispatcher:
         else:
             loop.call_soon_threadsafe(self._dispatch)
 
+    def _units_released(self) -> None:
+        """The resource manager's listener: units were given back or a capacity changed."""
+        # A step task giving back its own units decides what starts next
+        # itself, right after (stepping.py): a deferred pass would find
+        # nothing more to do.
+        if not self._releasing:
+            self._request_dispatch()
+
     def _queue(self, run: _Run, i: int) -> None:
         step = run.graph.steps[i]
         run.status[i] = _READY
@@ -74,18 +84,25 @@ class Dispatcher:
             self._ready.push(entry, run.graph.pools[i])
         self._emit(run, _QUEUED, step.name, {}, WorkflowExecutionState._queued)
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, keep: asyncio.Task | None = None) -> tuple[_Run, int, int, int] | None:
+        """Start the ready steps that may start now, best first.
+
+        With ``keep`` (the running step task, whose step just ended), the
+        first of them that may run in it (same loop, an equal context: see
+        stepping.py, "continuing tasks") is begun in ``keep`` instead of a
+        task of its own, and returned as ``(run, index, slot, attempt)``.
+        """
         self._dispatch_pending = False
         ready = self._ready
         if not ready:
-            return
+            return None
         rm = self.resource_manager
         started: list[tuple[_Run, int, int]] = []
         deferred: list[tuple] = []
         with self._lock:
             slots = self._max_concurrent - self._running
             if slots <= 0:
-                return
+                return None
             by_seq = self._by_seq
             for entry in ready.pop_startable(slots, rm.try_acquire_all, self._claim_horizon, self._fits_before, self._claims):
                 run = by_seq[entry[4]]
@@ -111,16 +128,25 @@ class Dispatcher:
                 self._finish_step_cancelled(run, entry[3])
             else:
                 run.parked.append(entry)
+        if keep is not None and len(started) == 1:
+            # One step to start (a chain's next): it goes on in the task
+            # whose step just ended.  Not so when several start: the one
+            # kept would run ahead of the others, split their loop
+            # iteration in two and take more iterations in all.
+            run, i, slot = started[0]
+            if run.loop is self._loop and contextvars.copy_context() == run.context:
+                return (run, i, slot, self._begin(run, i, slot, keep))
         for run, i, slot in started:
             self._start(run, i, slot)
+        return None
 
     def _claim_horizon(self, pools: frozenset[str]) -> float:
         """Estimated time at which a unit of each of ``pools`` is free (``-inf``: unknown).
 
         :func:`~yukkuri_nb.core.scheduler.claim_horizon` over the running
         steps that hold pool units (an overrunning one counts as ending
-        now).  Called only when a ready step is blocked,
-        over at most ``max_concurrent_steps`` steps.
+        now).  Called only when a ready step is blocked and a held-back
+        one might backfill, over at most ``max_concurrent_steps`` steps.
         """
         rm = self.resource_manager
         holders = [(run.graph.pools[i], end) for run in self._runs.values() for i, end in run.pool_ends.items()]

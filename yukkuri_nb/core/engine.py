@@ -12,7 +12,9 @@ API, the registry, run set-up and tear-down, and the control calls.
    ``project_id`` not running), then queues the steps without dependencies.
 2. ``_dispatch`` starts ready steps while the engine has free slots
    (``max_concurrent_steps`` is shared by every run of the engine) and their
-   pools have units, each as its own task.
+   pools have units, each as its own task (or, for a chain, the task of the
+   step that just ended: :mod:`~yukkuri_nb.core.stepping`, "continuing
+   tasks"), in a copy of the context ``execute_workflow`` was called in.
 3. When a step ends its units and slot are given back at once; a success
    queues the children whose dependencies are now all complete, a failure
    schedules a retry (per its :class:`RetryPolicy`) or marks every descendant
@@ -150,11 +152,12 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._dispatch_pending = False
+        self._releasing = False  # a step task is giving back its own units (dispatch._units_released)
         self._threads: ThreadPoolExecutor | None = None
         self._threads_size = 0
         self._deadlines = Deadlines()  # step timeouts behind one loop timer
         self._executors = ExecutorRegistry(executor)
-        self.resource_manager.add_listener(self._request_dispatch)
+        self.resource_manager.add_listener(self._units_released)
         self.resource_manager.add_waiting_probe(self._ready.waiting_by_pool)
         self.run_store = None
         if run_store is not None:
@@ -738,10 +741,12 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
         # A task cancelled before its first step never enters _run_step's
         # try block, so its slot and units would leak; cancelling one loop
         # iteration later guarantees every step task has started (tasks
-        # begin in call_soon order).
+        # begin in call_soon order).  By then the step may have ended and
+        # its task gone on to another step (stepping.py, "continuing
+        # tasks"): only a task still running that step is cancelled.
         message = f"run {run.project_id!r} cancelled: {run.cancel_reason}"
-        for task in list(run.tasks.values()):
-            run.loop.call_soon(task.cancel, message)
+        for i, task in list(run.tasks.items()):
+            run.loop.call_soon(_cancel_step_task, run, i, task, message)
         run.wake_checkpoints()
         self._finish_if_done(run)
 
@@ -825,3 +830,9 @@ def _open_store(run_store: Any) -> Any:
                 f"{type(run_store).__name__} has no {method}()"
             )
     return run_store
+
+
+def _cancel_step_task(run: _Run, i: int, task: asyncio.Task, message: str) -> None:
+    if run.tasks.get(i) is task:
+        task.cancel(message)
+

@@ -27,6 +27,7 @@ the engine's lock; everything else happens on the run's loop thread.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -66,6 +67,7 @@ class _Run:
         "paused", "cancelled", "cancel_reason", "fail_fast", "failed_fast", "done", "state",
         "history", "callback", "callback_tasks", "resume_waiters", "t_start", "wall0", "resumed_steps",
         "pool_lists", "fresh", "attempt_log", "record_history", "order", "pool_ends", "schedule", "claims",
+        "context",
     )
 
     def __init__(
@@ -89,6 +91,8 @@ class _Run:
         self.seq = seq
         self.initial_input = initial_input
         self.loop: asyncio.AbstractEventLoop | None = None
+        #: the context execute_workflow was called in: every step runs in a copy of it
+        self.context = contextvars.copy_context()
         self.loop_thread = 0
         self.status = [StepStatus.PENDING] * n
         self.missing = [len(p) for p in graph.parents]

@@ -166,8 +166,13 @@ class ReadyQueue:
         blocked_groups: set[frozenset[str]] = set()
         claimed: set[str] = set()
         # Earliest predicted start of any claimant this pass: a held-back
-        # step ending by then takes nothing a claimant will need.
+        # step ending by then takes nothing a claimant will need.  Computed
+        # when first needed (most passes never backfill): the claimants'
+        # horizons cannot change in between, because every step started in
+        # between holds none of the claimed pools (one that does is held back,
+        # which is the first need).
         until = math.inf
+        unpriced: list[frozenset[str]] = []
         while slots > 0 and self._size:
             best_pools = None
             best_head = None
@@ -188,6 +193,12 @@ class ReadyQueue:
                     # pass's decisions the same however the steps ending at
                     # one instant are split across passes (the engine's
                     # passes follow loop iterations, the planner's instants).
+                    if unpriced:
+                        for claimant in unpriced:
+                            until = min(until, horizon(claimant))  # type: ignore[misc]
+                            if until == -math.inf:
+                                break
+                        unpriced.clear()
                     entry = None if fits is None else self._take_fitting(best_pools, until, fits, try_acquire)
                     if entry is None:
                         blocked_groups.add(best_pools)
@@ -200,7 +211,7 @@ class ReadyQueue:
                     if claims is None or claims(best_head):
                         claimed.update(best_pools)
                         if horizon is not None and until > -math.inf:
-                            until = min(until, horizon(best_pools))
+                            unpriced.append(best_pools)
                     continue
             heap = groups[best_pools]
             entry = heapq.heappop(heap)
