@@ -15,11 +15,11 @@ from .report import markdown
 from .workloads import WORKLOADS
 
 FULL = {
-    "runs": 5, "a_steps": 10_000, "b_shape": (100, 100), "c_steps": 2_000, "d_steps": 200,
+    "runs": 5, "d_runs": 11, "a_steps": 10_000, "b_shape": (100, 100), "c_steps": 2_000, "d_steps": 200,
     "e_sizes": (1_000, 10_000, 100_000), "f_instances": 200, "g_projects": 20,
 }
 QUICK = {
-    "runs": 1, "a_steps": 200, "b_shape": (10, 10), "c_steps": 50, "d_steps": 16,
+    "runs": 1, "d_runs": 1, "a_steps": 200, "b_shape": (10, 10), "c_steps": 50, "d_steps": 16,
     "e_sizes": (100, 400), "f_instances": 4, "g_projects": 3,
 }
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke mode: tiny sizes, one run, targets not judged")
     parser.add_argument("--only", default="", help="comma-separated workloads, e.g. A,B,F (default: all)")
-    parser.add_argument("--runs", type=int, default=None, help="runs per contender (default 5; quick 1)")
+    parser.add_argument("--runs", type=int, default=None, help="runs per contender (default 5, D at least 11; quick 1)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"), help="directory for latest.json / latest.md")
     parser.add_argument("--no-dask", action="store_true", help="skip the Dask baseline")
     args = parser.parse_args(argv)

@@ -76,7 +76,9 @@ def workload_d(cfg: dict) -> Result:
     }
     if cfg["dask"]:
         contenders["dask"] = lambda: C.time_dask(w, C.dask_pooled_sleep(w))
-    result.samples = alternate(contenders, cfg["runs"])
+    # More runs than the others: a round costs ~1 s, and D's figure is the
+    # one a passing load spike moves most (it is all OS timer wake-ups).
+    result.samples = alternate(contenders, max(cfg["runs"], cfg["d_runs"]))
     result.metrics["ideal"] = ideal
     result.metrics["over_ideal"] = {c: result.median(c) / ideal for c in result.samples}
     # What the engine adds to what the loop's timers cost by themselves.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 
-from yukkuri_nb.core import WorkflowEngine
+from yukkuri_nb.core import EventKind, WorkflowEngine
 from yukkuri_nb.core.workflow_step import StepStatus, WorkflowStepDefinition as W
 
 who = contextvars.ContextVar("who", default="nobody")
@@ -158,3 +158,33 @@ def test_a_step_cannot_take_its_successor_down_through_their_task():
     result = asyncio.run(engine.execute_workflow("wf", "p", {}))
     assert result.is_successful, result.error_summary
     assert outcomes == {"a": "timed out", "b": "returned", "c": "timed out", "d": "slept"}
+
+
+def test_pausing_a_chain_stops_it_after_the_running_step_and_resume_goes_on():
+    # The yukkuri pipeline is mostly a chain: the Pause button must hold
+    # the next step even though it would go on in the same task.
+    names = [f"s{k}" for k in range(6)]
+    engine = WorkflowEngine()
+    engine.register_workflow("wf", chain(names))
+
+    async def noop(context, data):
+        return {}
+
+    for n in names:
+        engine.register_step_processor(n, noop)
+
+    paused: list[bool] = []
+
+    def callback(state):
+        if state.completed_steps == 2 and not paused:
+            paused.append(False)  # first: the paused event calls back in here
+            paused[0] = engine.pause_workflow(state.project_id)
+            asyncio.get_running_loop().call_later(0.05, engine.resume_workflow, state.project_id)
+
+    result = asyncio.run(engine.execute_workflow("wf", "p", {}, progress_callback=callback))
+    assert result.is_successful and paused == [True]
+    kinds = [(e.kind, e.step) for e in engine.events("p")]
+    paused_at = kinds.index((EventKind.PAUSED, None))
+    resumed = kinds.index((EventKind.RESUMED, None))
+    assert [s for k, s in kinds[paused_at:resumed] if k is EventKind.STEP_STARTED] == []
+    assert [s for k, s in kinds[resumed:] if k is EventKind.STEP_STARTED] == names[2:]
