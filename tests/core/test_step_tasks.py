@@ -11,7 +11,8 @@ import asyncio
 import contextvars
 
 from yukkuri_nb.core import EventKind, WorkflowEngine
-from yukkuri_nb.core.workflow_step import StepStatus, WorkflowStepDefinition as W
+from yukkuri_nb.core.workflow_step import StepStatus
+from yukkuri_nb.core.workflow_step import WorkflowStepDefinition as W
 
 who = contextvars.ContextVar("who", default="nobody")
 

@@ -87,10 +87,11 @@ class Dispatcher:
     def _dispatch(self, keep: asyncio.Task | None = None) -> tuple[_Run, int, int, int] | None:
         """Start the ready steps that may start now, best first.
 
-        With ``keep`` (the running step task, whose step just ended), the
-        first of them that may run in it (same loop, an equal context: see
-        stepping.py, "continuing tasks") is begun in ``keep`` instead of a
-        task of its own, and returned as ``(run, index, slot, attempt)``.
+        With ``keep`` (the running step task, whose step just ended), a
+        single step to start that may run in it (same loop, an equal
+        context: see stepping.py, "continuing tasks") is begun in ``keep``
+        instead of a task of its own, and returned as ``(run, index, slot,
+        attempt)``.
         """
         self._dispatch_pending = False
         ready = self._ready

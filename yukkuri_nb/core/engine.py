@@ -835,4 +835,3 @@ def _open_store(run_store: Any) -> Any:
 def _cancel_step_task(run: _Run, i: int, task: asyncio.Task, message: str) -> None:
     if run.tasks.get(i) is task:
         task.cancel(message)
-
