@@ -232,3 +232,23 @@ def test_plan_execution_predicts_the_schedule_the_run_follows():
     assert planned == _starts(engine) == {"low": 0.0, "crit": 1.0}
     with pytest.raises(WorkflowEngineError, match=r"^schedule must be one of 'priority', 'critical-path', 'fifo' or 'makespan', got 'x'$"):
         engine.plan_execution("w", schedule="x")
+
+
+def test_a_plan_says_what_each_schedule_would_take_and_the_runs_agree():
+    # Two slots.  The HIGH steps a and b go first under "priority", so the
+    # LOW chain c -> d (11 s) starts late: 12 s.  "critical-path" starts c
+    # at once: 11 s.  "fifo" takes a and b first (definition order): 12 s.
+    steps = [W(name="a", estimated_duration=1, priority=StepPriority.HIGH),
+             W(name="b", estimated_duration=1, priority=StepPriority.HIGH),
+             W(name="c", estimated_duration=1, priority=StepPriority.LOW),
+             W(name="d", estimated_duration=10, priority=StepPriority.LOW, dependencies=["c"])]
+    engine, clock = _engine(steps, max_concurrent=2)
+    predicted = engine.plan_execution("w").schedule_makespans()
+    assert predicted == {"priority": 12.0, "critical-path": 11.0, "fifo": 12.0}
+    for kind, makespan in predicted.items():
+        engine, clock = _engine(steps, max_concurrent=2)
+        result = clock.run(engine.execute_workflow("w", "p", schedule=kind))
+        assert result.execution_time_seconds == pytest.approx(makespan)
+    engine, clock = _engine(steps, {"pool": 0}, max_concurrent=2)
+    engine.register_workflow("w", [W(name="x", estimated_duration=1, required_resources={"pool"})])
+    assert set(engine.plan_execution("w").schedule_makespans().values()) == {float("inf")}

@@ -79,6 +79,25 @@ class WorkflowExecutionPlan:
             return self.critical_path_time
         return makespan_lower_bound([self.graph], self.max_concurrent_steps or 1, self.pool_capacities.get, 1)
 
+    def schedule_makespans(self) -> dict[str, float]:
+        """The predicted makespan of this workflow alone under each schedule, on its estimates.
+
+        ``{"priority": ..., "critical-path": ..., "fifo": ...}`` under the
+        plan's limits: what ``execute_workflow(..., schedule="makespan")``
+        chooses from, and what following the step priorities costs here
+        (``"priority"`` against the smallest).  ``inf`` for every schedule
+        when a pool the workflow needs has capacity 0.
+        """
+        if self.graph is None or not self.graph.steps:
+            return dict.fromkeys(SCHEDULES, 0.0 if self.graph is not None else self.estimated_total_time)
+        if any(c <= 0 for c in self.pool_capacities.values()):
+            return dict.fromkeys(SCHEDULES, float("inf"))
+        out = {}
+        for kind in SCHEDULES:
+            steps = simulate_schedule([self.graph], self.max_concurrent_steps or 1, self.pool_capacities, schedules=[kind])
+            out[kind] = max(s.end for s in steps)
+        return out
+
     def to_graphviz(self, state: "WorkflowExecutionState | None" = None, **kwargs: Any) -> Any:
         """A ``graphviz.Digraph`` of the plan, coloured by ``state`` if given (needs ``yukkuri_nb.viz``)."""
         from importlib import import_module
