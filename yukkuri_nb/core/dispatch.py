@@ -82,7 +82,7 @@ class Dispatcher:
             run.parked.append(entry)
         else:
             self._ready.push(entry, run.graph.pools[i])
-        self._emit(run, _QUEUED, step.name, {}, WorkflowExecutionState._queued)
+        self._emit(run, _QUEUED, step.name, (), WorkflowExecutionState._queued)  # compact data: events.COMPACT_FIELDS
 
     def _dispatch(self, keep: asyncio.Task | None = None) -> tuple[_Run, int, int, int] | None:
         """Start the ready steps that may start now, best first.

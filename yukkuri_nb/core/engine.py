@@ -665,7 +665,7 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
         run.acc = []
 
     # ------------------------------------------------------------------ events
-    def _emit(self, run: _Run, kind: EventKind, step: str | None, data: dict, update: Any = None) -> None:
+    def _emit(self, run: _Run, kind: EventKind, step: str | None, data: dict | tuple, update: Any = None) -> None:
         seq = next(self._seq)
         now = self.clock.now()
         run.record(seq, now, kind, step, data, update)

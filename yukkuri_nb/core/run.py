@@ -141,11 +141,14 @@ class _Run:
         self.pool_ends: dict[int, float | None] = {}
 
     # -- observers: state, history, progress callback ------------------------
-    def record(self, seq: int, time: float, kind: EventKind, step: str | None, data: dict, update: Any = None) -> None:
+    def record(self, seq: int, time: float, kind: EventKind, step: str | None, data: dict | tuple, update: Any = None) -> None:
         """Apply one event, given by its fields, to the state and history (before the bus delivers it).
 
         ``update`` is the state's own method for ``kind`` (``_queued``,
-        ``_started``, ``_completed``), or None for its generic ``_apply``.
+        ``_started``, ``_completed``, which take ``data`` compact: see
+        :data:`~yukkuri_nb.core.events.COMPACT_FIELDS`), or None for its
+        generic ``_apply`` (``data`` a dict).  The history keeps ``data`` as
+        given; :meth:`events` makes dicts again.
         """
         if update is None:
             self.state._apply(seq, time, kind, step, data)

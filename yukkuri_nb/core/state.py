@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
 from .definitions import StepStatus
-from .events import Event, EventKind, new_event
+from .events import Event, EventKind, expand_data, new_event
 from .results import StepResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -151,9 +151,9 @@ class WorkflowExecutionState:
                     setattr(self, old_c, getattr(self, old_c) - 1)
                     setattr(self, new_c, getattr(self, new_c) + 1)
             if kind is _STARTED:
-                self._note_start(name, time, data)
+                self._note_start(name, time, data.get("attempt", 1))
             elif kind is _COMPLETED:
-                self._note_completion(name, time, data)
+                self._note_completion(name, time, None if data.get("restored") else data.get("duration"))
             elif kind is _FAILED or kind is _RETRYING:
                 self.step_errors[name] = str(data.get("error", ""))
                 if kind is _FAILED:
@@ -179,20 +179,21 @@ class WorkflowExecutionState:
             self.is_paused = False
             self._t_end = time
 
-    def _note_start(self, name: str, time: float, data: dict) -> None:
+    def _note_start(self, name: str, time: float, attempt: int) -> None:
         self._step_start[name] = time
         if name not in self.step_start_times:  # a retry keeps the first start
             self.step_start_times[name] = time
-        self.step_attempts[name] = data.get("attempt", 1)
+        self.step_attempts[name] = attempt
         self.step_progress[name] = 0.0
 
-    def _note_completion(self, name: str, time: float, data: dict) -> None:
+    def _note_completion(self, name: str, time: float, duration: float | None) -> None:
+        """``duration``: the step's own, or None (unknown, or a restored step's) to keep it out of the ETA."""
         self.step_end_times[name] = time
         self.step_progress[name] = 1.0
         graph = self._graph
         est = graph.steps[graph.index[name]].estimated_duration
-        if est > 0 and "duration" in data and not data.get("restored"):
-            self._actual += data["duration"]
+        if est > 0 and duration is not None:
+            self._actual += duration
             self._estimated += est
 
     # The engine's three events of every step, with the transition each
@@ -202,35 +203,37 @@ class WorkflowExecutionState:
     # move).  Any other old status goes through _apply.
     # tests/core/test_history.py replays a run's events through apply() and
     # compares every projected field with the live state.
-    def _queued(self, seq: int, time: float, name: str, data: dict) -> None:
+    # Their data comes compact (events.COMPACT_FIELDS: () / (attempt, slot,
+    # pools) / (attempt, duration)), as the engine records it.
+    def _queued(self, seq: int, time: float, name: str, data: tuple) -> None:
         statuses = self.step_statuses
         if statuses[name] not in _PENDING_STATUSES:
-            return self._apply(seq, time, _QUEUED, name, data)
+            return self._apply(seq, time, _QUEUED, name, expand_data(_QUEUED, data))
         self._last = (seq, time, _QUEUED, name, data)
         self._last_event = None
         statuses[name] = _READY
 
-    def _started(self, seq: int, time: float, name: str, data: dict) -> None:
+    def _started(self, seq: int, time: float, name: str, data: tuple) -> None:
         statuses = self.step_statuses
         if statuses[name] is not _READY:
-            return self._apply(seq, time, _STARTED, name, data)
+            return self._apply(seq, time, _STARTED, name, expand_data(_STARTED, data))
         self._last = (seq, time, _STARTED, name, data)
         self._last_event = None
         statuses[name] = _RUNNING
         self.pending_steps -= 1
         self.running_steps += 1
-        self._note_start(name, time, data)
+        self._note_start(name, time, data[0])
 
-    def _completed(self, seq: int, time: float, name: str, data: dict) -> None:
+    def _completed(self, seq: int, time: float, name: str, data: tuple) -> None:
         statuses = self.step_statuses
         if statuses[name] is not _RUNNING:
-            return self._apply(seq, time, _COMPLETED, name, data)
+            return self._apply(seq, time, _COMPLETED, name, expand_data(_COMPLETED, data))
         self._last = (seq, time, _COMPLETED, name, data)
         self._last_event = None
         statuses[name] = _DONE
         self.running_steps -= 1
         self.completed_steps += 1
-        self._note_completion(name, time, data)
+        self._note_completion(name, time, data[1])
 
     # -- derived figures -------------------------------------------------
     @property

@@ -84,7 +84,7 @@ class StepLifecycle:
         # _begin inlined (this runs for every step; the call costs ~3% on A).
         run.tasks[i] = run.loop.create_task(self._run_step(run, i, slot, run.attempts[i] + 1), context=run.context.copy())
         run.attempts[i] += 1
-        self._emit(run, _STARTED, run.graph.steps[i].name, {"attempt": run.attempts[i], "slot": slot, "pools": run.pool_lists[i]}, _state_started)
+        self._emit(run, _STARTED, run.graph.steps[i].name, (run.attempts[i], slot, run.pool_lists[i]), _state_started)
 
     def _begin(self, run: _Run, i: int, slot: int, task: asyncio.Task) -> int:
         """Count the attempt and emit ``step_started``; ``task`` is the one that will run it."""
@@ -93,7 +93,7 @@ class StepLifecycle:
         run.tasks[i] = task
         run.attempts[i] += 1
         attempt = run.attempts[i]
-        self._emit(run, _STARTED, run.graph.steps[i].name, {"attempt": attempt, "slot": slot, "pools": run.pool_lists[i]}, _state_started)
+        self._emit(run, _STARTED, run.graph.steps[i].name, (attempt, slot, run.pool_lists[i]), _state_started)
         return attempt
 
     async def _run_step(self, run: _Run, i: int, slot: int, attempt: int) -> None:
@@ -235,7 +235,7 @@ class StepLifecycle:
         run.store_output(i, result.output_data)
         run.status[i] = _COMPLETED
         run.remaining -= 1
-        self._emit(run, _COMPLETED_EVENT, name, {"attempt": run.attempts[i], "duration": result.execution_time}, _state_completed)
+        self._emit(run, _COMPLETED_EVENT, name, (run.attempts[i], result.execution_time), _state_completed)
         if not run.cancelled:
             missing = run.missing
             for c in graph.children[i]:
