@@ -108,6 +108,9 @@ def test_plans_notebook_draws_japanese_plans_as_svg_png_and_live_status(tmp_path
     assert "digraph" in text and "critical path: theme_selection → script_generation" in text
     fast, slow = map(float, re.search(r"=3: ([\d.]+)s, =1: ([\d.]+)s", text).groups())
     assert slow > fast
+    by_schedule = {k: float(v) for k, v in re.findall(r"schedule='([a-z-]+)': ([\d.]+)s", text)}
+    assert set(by_schedule) == {"priority", "critical-path", "fifo"}
+    assert by_schedule["priority"] == pytest.approx(slow, abs=0.05)  # the plan follows the default schedule
 
 
 @pytest.mark.timeout(300)
