@@ -109,7 +109,7 @@ def new_event(
     see ``COMPACT_FIELDS``); the Event gets a dict.
     """
     if type(data) is tuple:
-        data = dict(zip(COMPACT_FIELDS[kind], data))
+        data = expand_data(kind, data)
     event = _new_object(Event)
     s_seq, s_time, s_kind, s_project, s_workflow, s_step, s_data = _SETTERS
     s_seq(event, seq)

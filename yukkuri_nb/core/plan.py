@@ -86,7 +86,8 @@ class WorkflowExecutionPlan:
         plan's limits: what ``execute_workflow(..., schedule="makespan")``
         chooses from, and what following the step priorities costs here
         (``"priority"`` against the smallest).  ``inf`` for every schedule
-        when a pool the workflow needs has capacity 0.
+        when a pool the workflow needs has capacity 0; a plan built by hand
+        (no graph) gives its ``estimated_total_time`` for each.
         """
         if self.graph is None or not self.graph.steps:
             return dict.fromkeys(SCHEDULES, 0.0 if self.graph is not None else self.estimated_total_time)
