@@ -21,6 +21,19 @@ def chain(names: list[str], **kwargs) -> list[W]:
     return [W(name=n, dependencies=[names[k - 1]] if k else [], **kwargs) for k, n in enumerate(names)]
 
 
+def noop_chain_engine(names: list[str]) -> WorkflowEngine:
+    """An engine with workflow "wf": a chain of ``names``, each step returning at once."""
+    engine = WorkflowEngine()
+    engine.register_workflow("wf", chain(names))
+
+    async def noop(context, data):
+        return {}
+
+    for n in names:
+        engine.register_step_processor(n, noop)
+    return engine
+
+
 def test_every_step_sees_the_callers_context_and_nothing_an_earlier_step_set():
     seen: dict[str, str] = {}
 
@@ -56,14 +69,7 @@ def test_every_step_sees_the_callers_context_and_nothing_an_earlier_step_set():
 
 def test_a_chain_of_steps_that_never_await_lets_the_loop_run_other_tasks():
     names = [f"s{k}" for k in range(320)]
-    engine = WorkflowEngine()
-    engine.register_workflow("wf", chain(names))
-
-    async def noop(context, data):
-        return {}
-
-    for n in names:
-        engine.register_step_processor(n, noop)
+    engine = noop_chain_engine(names)
 
     async def main():
         ticks = 0
@@ -165,14 +171,7 @@ def test_pausing_a_chain_stops_it_after_the_running_step_and_resume_goes_on():
     # The yukkuri pipeline is mostly a chain: the Pause button must hold
     # the next step even though it would go on in the same task.
     names = [f"s{k}" for k in range(6)]
-    engine = WorkflowEngine()
-    engine.register_workflow("wf", chain(names))
-
-    async def noop(context, data):
-        return {}
-
-    for n in names:
-        engine.register_step_processor(n, noop)
+    engine = noop_chain_engine(names)
 
     paused: list[bool] = []
 
