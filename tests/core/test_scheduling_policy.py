@@ -252,3 +252,32 @@ def test_a_plan_says_what_each_schedule_would_take_and_the_runs_agree():
     engine, clock = _engine(steps, {"pool": 0}, max_concurrent=2)
     engine.register_workflow("w", [W(name="x", estimated_duration=1, required_resources={"pool"})])
     assert set(engine.plan_execution("w").schedule_makespans().values()) == {float("inf")}
+
+
+def test_a_custom_resolvers_graph_without_derived_fields_is_completed_for_the_engine_and_the_planner():
+    # A resolver of one's own (the seed's DependencyResolver is replaceable)
+    # may build a WorkflowGraph without the fields the engine derives.
+    import dataclasses
+
+    from yukkuri_nb.core.workflow_step import DependencyResolver
+
+    class BareResolver(DependencyResolver):
+        def resolve(self, name, steps):
+            return dataclasses.replace(super().resolve(name, steps), urgency=(), pool_lists=())
+
+    # "low" leads to the CRITICAL "crit", so it inherits CRITICAL and goes
+    # before "mid" (HIGH) in the one slot.
+    steps = [W(name="mid", estimated_duration=1, priority=StepPriority.HIGH),
+             W(name="low", estimated_duration=1, priority=StepPriority.LOW),
+             W(name="crit", estimated_duration=1, priority=StepPriority.CRITICAL, dependencies=["low"])]
+    clock = VirtualClock()
+    engine = WorkflowEngine(max_concurrent_steps=1, clock=clock, dependency_resolver=BareResolver())
+    graph = engine.register_workflow("w", steps)
+    assert graph.urgency == (int(StepPriority.HIGH), int(StepPriority.CRITICAL), int(StepPriority.CRITICAL))
+    assert graph.pool_lists == ((), (), ())
+    for s in steps:
+        engine.register_step_processor(s.name, lambda ctx, data: None)
+    clock.run(engine.execute_workflow("w", "p"))
+    assert [e.step for e in engine.events("p") if e.kind is EventKind.STEP_STARTED] == ["low", "crit", "mid"]
+    bare = BareResolver().resolve("w", steps)
+    assert [s.name for s in simulate_schedule([bare], 1)] == ["low", "crit", "mid"]

@@ -36,7 +36,6 @@ their work is handed to the loop with ``call_soon_threadsafe``.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
 import logging
 import math
@@ -54,7 +53,7 @@ from .definitions import StepPriority, StepStatus, WorkflowStepDefinition
 from .dispatch import Dispatcher
 from .events import Event, EventBus, EventKind, Observer, new_event
 from .executors import ExecutorRegistry
-from .graph import DependencyResolver, WorkflowGraph, effective_priorities
+from .graph import DependencyResolver, WorkflowGraph, complete_graph
 from .plan import WorkflowExecutionPlan, simulate_schedule
 from .processors import StepProcessor, as_processor
 from .resources import ResourceManager
@@ -173,13 +172,7 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
         """
         if not isinstance(name, str) or not name:
             raise WorkflowEngineError(f"a workflow name must be a non-empty string, got {name!r}")
-        graph = self.dependency_resolver.resolve(name, steps)
-        if len(graph.urgency) != len(graph) or len(graph.pool_lists) != len(graph):  # a custom resolver's graph
-            graph = dataclasses.replace(
-                graph,
-                urgency=effective_priorities(graph.steps, graph.children, graph.order),
-                pool_lists=tuple(tuple(sorted(p)) for p in graph.pools),
-            )
+        graph = complete_graph(self.dependency_resolver.resolve(name, steps))  # a custom resolver's may lack fields
         self._workflows[name] = graph
         return graph
 

@@ -24,8 +24,9 @@ Invariants of a :class:`WorkflowGraph`:
 
 from __future__ import annotations
 
+
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 from pydantic import ValidationError
@@ -33,7 +34,7 @@ from pydantic import ValidationError
 from .definitions import WorkflowStepDefinition
 from .workflow_exceptions import CycleError, DependencyError, WorkflowDefinitionError
 
-__all__ = ["DependencyResolver", "WorkflowGraph", "effective_priorities"]
+__all__ = ["DependencyResolver", "WorkflowGraph", "complete_graph", "effective_priorities"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -263,6 +264,21 @@ class DependencyResolver:
             f"(x -> y means y depends on x); remove one of these dependencies",
             names,
         )
+
+
+def complete_graph(graph: WorkflowGraph) -> WorkflowGraph:
+    """``graph`` with the derived per-step fields a hand-built graph (a custom resolver's) may lack.
+
+    Those are ``urgency`` (:func:`effective_priorities`) and ``pool_lists``;
+    a graph that has them is returned as it is.
+    """
+    if len(graph.urgency) == len(graph) and len(graph.pool_lists) == len(graph):
+        return graph
+    return replace(
+        graph,
+        urgency=effective_priorities(graph.steps, graph.children, graph.order),
+        pool_lists=tuple(tuple(sorted(p)) for p in graph.pools),
+    )
 
 
 def effective_priorities(

@@ -12,7 +12,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from .graph import effective_priorities
+from .graph import complete_graph
 from .scheduler import SCHEDULES, ReadyQueue, claim_horizon, claims_units, step_key
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -195,7 +195,8 @@ def simulate_schedule(
     ready = ReadyQueue()
     missing = [[len(ps) for ps in g.parents] for g in graphs]
     orders = [(-int(p), r) for r, p in enumerate(priorities or [2] * len(graphs))]
-    urgencies = [g.urgency if len(g.urgency) == len(g) else effective_priorities(g.steps, g.children, g.order) for g in graphs]
+    graphs = [complete_graph(g) for g in graphs]
+    urgencies = [g.urgency for g in graphs]
 
     kinds = list(schedules or ["priority"] * len(graphs))
     for kind in kinds:
