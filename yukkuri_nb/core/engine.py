@@ -54,7 +54,7 @@ from .dispatch import Dispatcher
 from .events import Event, EventBus, EventKind, Observer, new_event
 from .executors import ExecutorRegistry
 from .graph import DependencyResolver, WorkflowGraph, complete_graph
-from .plan import WorkflowExecutionPlan, simulate_schedule
+from .plan import WorkflowExecutionPlan, simulate_each_schedule
 from .processors import StepProcessor, as_processor
 from .resources import ResourceManager
 from .results import StepResult
@@ -557,8 +557,7 @@ class WorkflowEngine(Dispatcher, StepLifecycle):
         """Of ``kinds``, the schedule whose simulation of ``graph`` alone ends first (the first on a tie), and that simulation."""
         best: tuple[str, list] | None = None
         best_end = math.inf
-        for kind in kinds:
-            steps = simulate_schedule([graph], self._max_concurrent, caps, schedules=[kind])
+        for kind, steps in simulate_each_schedule(graph, self._max_concurrent, caps, kinds).items():
             end = max((s.end for s in steps), default=0.0)
             if best is None or end < best_end - 1e-9:
                 best, best_end = (kind, steps), end

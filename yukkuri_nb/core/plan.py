@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from .graph import complete_graph
 from .scheduler import SCHEDULES, ReadyQueue, claim_horizon, claims_units, step_key
@@ -93,11 +93,8 @@ class WorkflowExecutionPlan:
             return dict.fromkeys(SCHEDULES, 0.0 if self.graph is not None else self.estimated_total_time)
         if any(c <= 0 for c in self.pool_capacities.values()):
             return dict.fromkeys(SCHEDULES, float("inf"))
-        out = {}
-        for kind in SCHEDULES:
-            steps = simulate_schedule([self.graph], self.max_concurrent_steps or 1, self.pool_capacities, schedules=[kind])
-            out[kind] = max(s.end for s in steps)
-        return out
+        runs = simulate_each_schedule(self.graph, self.max_concurrent_steps or 1, self.pool_capacities, SCHEDULES)
+        return {kind: max(s.end for s in steps) for kind, steps in runs.items()}
 
     def to_graphviz(self, state: "WorkflowExecutionState | None" = None, **kwargs: Any) -> Any:
         """A ``graphviz.Digraph`` of the plan, coloured by ``state`` if given (needs ``yukkuri_nb.viz``)."""
@@ -150,6 +147,13 @@ def makespan_lower_bound(
         if cap > 0:
             bound = max(bound, w / cap)
     return bound
+
+
+def simulate_each_schedule(
+    graph: "WorkflowGraph", max_concurrent_steps: int, capacities: Mapping[str, int], schedules: Iterable[str],
+) -> dict[str, list[ScheduledStep]]:
+    """:func:`simulate_schedule` of ``graph`` alone once per schedule, in the order given."""
+    return {kind: simulate_schedule([graph], max_concurrent_steps, capacities, schedules=[kind]) for kind in schedules}
 
 
 def simulate_schedule(

@@ -116,7 +116,8 @@ class _Run:
         #: every event of the run, flattened: ``_HISTORY_STRIDE`` items per
         #: event (seq, time, kind, step, data).  One flat list instead of an
         #: object per event keeps a long run's history out of the cyclic
-        #: GC's way (no tracked object per event: the data dicts hold only
+        #: GC's way (no tracked object per event: the data, compact tuples
+        #: for a step's three routine events and dicts otherwise, holds only
         #: atomic values); :meth:`events` rebuilds the Event objects.
         self.history: list[Any] = []
         self.callback = callback
